@@ -1,1 +1,25 @@
-//! Deckhand.
+//! Deckhand: the platform's operations runbook as chat commands.
+//!
+//! A request flows one way through these modules:
+//!
+//! - `chat` — adapters (console; Slack and Discord later) turn platform
+//!   events into a neutral `Request` and render neutral `Reply`s back.
+//! - `parse` — `Request` text → `Action`, checked against the `catalog`
+//!   (commands/*.toml) and `config` (config/deckhand.toml).
+//! - `policy` — who may request, who must approve; pure, no IO.
+//! - `flow` — the request flow itself: operations, approvals, expiry.
+//! - `exec` — environment locks and the step runner.
+//! - `store` — operations, approvals, releases, locks, dedupe and the
+//!   hash-chained `audit` log, through sqlx (SQLite or PostgreSQL).
+//!
+//! Supporting modules: `names` (typed names), `problem` (file:line problems),
+//! `duration`, `secret`.
+
+pub mod catalog;
+pub mod config;
+pub mod duration;
+pub mod names;
+pub mod parse;
+pub mod policy;
+pub mod problem;
+pub mod secret;

@@ -1,0 +1,743 @@
+//! `config/deckhand.toml` → a validated `Config`: environments and their
+//! Docker hosts and services, roles and the people who hold them, the store
+//! and the listener. Validation checks every cross-reference and reports
+//! every problem with its file and line before anything connects anywhere.
+//! Command files are the catalog's business, not this module's.
+
+mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::duration::parse_duration;
+use crate::names::{EnvName, Platform, RoleName, ServiceName, UserName, is_plain_name};
+use crate::problem::{KeyPath, Problems, Source};
+
+pub use raw::RawConfig;
+
+/// Default location of the config file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/deckhand.toml";
+
+/// The validated configuration. Code past start-up never re-checks what
+/// this type guarantees: every role a user holds exists, every environment
+/// has a Docker host, every service can be found.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file this came from.
+    pub file: PathBuf,
+    /// The folder of command files.
+    pub commands_dir: PathBuf,
+    /// Store URL with relative SQLite paths made absolute.
+    pub store_url: String,
+    /// Deckhand's HTTP listener, if one is configured.
+    pub listen: Option<SocketAddr>,
+    /// Commands people who map to no role may run; the catalog checks that
+    /// each exists and is read-only.
+    pub unmapped_may_run: Vec<String>,
+    /// Reaction names that approve and reject.
+    pub approval_emoji: ApprovalEmoji,
+    /// Roles, by name, with their descriptions.
+    pub roles: BTreeMap<RoleName, String>,
+    /// People who may use Deckhand.
+    pub users: Vec<User>,
+    /// Environments, by name.
+    pub environments: BTreeMap<EnvName, Environment>,
+}
+
+/// Reactions that approve and reject an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalEmoji {
+    /// Approves, e.g. `white_check_mark` (✅).
+    pub approve: String,
+    /// Rejects, e.g. `x` (❌).
+    pub reject: String,
+}
+
+/// A person and their identities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Name used in messages and the audit log.
+    pub name: UserName,
+    /// Roles held.
+    pub roles: Vec<RoleName>,
+    /// Console name.
+    pub console: Option<String>,
+    /// Slack user id.
+    pub slack: Option<String>,
+    /// Discord user id.
+    pub discord: Option<String>,
+}
+
+impl User {
+    /// The person's id on a platform, if they have one there.
+    pub fn id_on(&self, platform: Platform) -> Option<&str> {
+        match platform {
+            Platform::Console => self.console.as_deref(),
+            Platform::Slack => self.slack.as_deref(),
+            Platform::Discord => self.discord.as_deref(),
+        }
+    }
+}
+
+/// A Docker host as config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Name in `[hosts]`.
+    pub name: String,
+    /// `unix://…`, `tcp://…` or `ssh://…`.
+    pub endpoint: String,
+    /// Client certificate files for TLS.
+    pub tls: Option<TlsFiles>,
+    /// Timeout of each Docker API call.
+    pub timeout: Duration,
+}
+
+/// TLS client certificate files, resolved against the config file's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
+}
+
+/// An environment: a Docker host and the services on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Its name.
+    pub name: EnvName,
+    /// What it is, for `/help` and `/status`.
+    pub description: Option<String>,
+    /// The Docker host.
+    pub host: Host,
+    /// Compose project whose labels identify services.
+    pub compose_project: Option<String>,
+    /// Whether a rollback leaves the environment locked.
+    pub lock_after_rollback: bool,
+    /// Folder on the Docker host for database backups.
+    pub backup_dir: Option<String>,
+    /// Registry credentials by environment variable name.
+    pub registry: Option<RegistryCredentialsEnv>,
+    /// Audit channel per platform.
+    pub audit_channels: BTreeMap<Platform, String>,
+    /// Services, by name.
+    pub services: BTreeMap<ServiceName, Service>,
+}
+
+/// Names of the environment variables that hold registry credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryCredentialsEnv {
+    /// Variable with the user name.
+    pub username_env: String,
+    /// Variable with the password or token.
+    pub password_env: String,
+}
+
+/// How a service's containers are found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// By compose labels: project and service.
+    Compose {
+        /// `com.docker.compose.project`.
+        project: String,
+        /// `com.docker.compose.service`.
+        service: String,
+    },
+    /// By container name.
+    Container(String),
+}
+
+/// What a service is, for diagnostics and database steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// An application (the default).
+    App,
+    /// PostgreSQL.
+    Postgres,
+    /// Redis.
+    Redis,
+    /// nginx reverse proxy.
+    Nginx,
+    /// Anything else.
+    Other,
+}
+
+/// A service of an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Its name.
+    pub name: ServiceName,
+    /// How its containers are found.
+    pub selector: Selector,
+    /// Image template with `{ref}`; services without one cannot be deployed.
+    pub image_template: Option<String>,
+    /// Base URL of its HTTP endpoints as Deckhand reaches them.
+    pub url: Option<String>,
+    /// Health endpoint paths.
+    pub health: Vec<String>,
+    /// What it is.
+    pub kind: ServiceKind,
+    /// Database user and name, for PostgreSQL services.
+    pub database: Option<Database>,
+}
+
+/// A PostgreSQL database's user and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// User.
+    pub user: String,
+    /// Database name.
+    pub name: String,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// Every problem found, each with file and line.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Problems(vec![crate::problem::Problem {
+                file: path.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read the config file: {error}"),
+            }])
+        })?;
+        Config::from_source(&Source::new(path, text))
+    }
+
+    /// Validates config text that was already read.
+    ///
+    /// # Errors
+    /// Every problem found, each with file and line.
+    pub fn from_source(source: &Source) -> Result<Config, Problems> {
+        let raw: RawConfig = toml::from_str(source.text())
+            .map_err(|error| Problems(vec![source.problem_from_toml(&error)]))?;
+        validate(source, raw)
+    }
+
+    /// The environment of that name.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.get(name)
+    }
+
+    /// The person with this id on this platform.
+    pub fn user_by_platform_id(&self, platform: Platform, id: &str) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|user| user.id_on(platform) == Some(id))
+    }
+
+    /// The person with this Deckhand name.
+    pub fn user_named(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|user| user.name.as_str() == name)
+    }
+}
+
+fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
+    let mut problems = Problems::default();
+    let root = KeyPath::root();
+    let base_dir = source
+        .path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+
+    let store_url = resolve_store_url(&raw.store.url, &base_dir).unwrap_or_else(|message| {
+        problems
+            .0
+            .push(source.problem(&root.key("store").key("url"), message));
+        String::new()
+    });
+    let listen = raw.server.listen.as_deref().and_then(|listen| {
+        listen
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                problems.0.push(source.problem(
+                    &root.key("server").key("listen"),
+                    format!("\"{listen}\" is not an address and port such as \"127.0.0.1:8088\""),
+                ))
+            })
+            .ok()
+    });
+
+    let roles = check_roles(source, &raw, &mut problems);
+    let users = check_users(source, &raw, &roles, &mut problems);
+    let hosts = check_hosts(source, &raw, &base_dir, &mut problems);
+    let environments = check_environments(source, &raw, &hosts, &mut problems);
+
+    let commands_dir = base_dir.join(raw.commands.as_deref().unwrap_or("../commands"));
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Config {
+        file: source.path().to_path_buf(),
+        commands_dir,
+        store_url,
+        listen,
+        unmapped_may_run: raw.access.unmapped_may_run,
+        approval_emoji: ApprovalEmoji {
+            approve: raw
+                .approvals
+                .approve_emoji
+                .unwrap_or_else(|| "white_check_mark".to_string()),
+            reject: raw.approvals.reject_emoji.unwrap_or_else(|| "x".to_string()),
+        },
+        roles,
+        users,
+        environments,
+    })
+}
+
+/// Makes a relative `sqlite://` path absolute against the config folder and
+/// asks SQLite to create the file on first run.
+fn resolve_store_url(url: &str, base_dir: &Path) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url.to_string());
+    }
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Err(format!(
+            "\"{}\" is not a store URL; use sqlite://PATH or postgres://USER@HOST/DB",
+            redact_url(url)
+        ));
+    };
+    if rest == ":memory:" {
+        return Ok("sqlite::memory:".to_string());
+    }
+    let (path_part, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path_part.is_empty() {
+        return Err("sqlite:// needs a file path, such as sqlite://../deckhand.db".to_string());
+    }
+    let path = Path::new(path_part);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    };
+    let query = if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        query.to_string()
+    };
+    Ok(format!("sqlite://{}?{query}", absolute.display()))
+}
+
+/// Hides the password of a URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("[redacted]"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn check_roles(
+    source: &Source,
+    raw: &RawConfig,
+    problems: &mut Problems,
+) -> BTreeMap<RoleName, String> {
+    let mut roles = BTreeMap::new();
+    for (name, role) in &raw.roles {
+        if !is_plain_name(name) || name == "anyone" {
+            problems.0.push(source.problem(
+                &KeyPath::root().key("roles").key(name),
+                format!(
+                    "\"{name}\" is not a usable role name (lower-case letters, digits, - and _; \"anyone\" is reserved)"
+                ),
+            ));
+            continue;
+        }
+        roles.insert(
+            RoleName::new(name.clone()),
+            role.description.clone().unwrap_or_default(),
+        );
+    }
+    roles
+}
+
+fn check_users(
+    source: &Source,
+    raw: &RawConfig,
+    roles: &BTreeMap<RoleName, String>,
+    problems: &mut Problems,
+) -> Vec<User> {
+    let mut users = Vec::new();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let known_roles = join_names(roles.keys().map(RoleName::as_str));
+    for (user_idx, raw_user) in raw.users.iter().enumerate() {
+        let key = KeyPath::root().key("users").index(user_idx);
+        let mut user_ok = true;
+        if !is_plain_name(&raw_user.name) {
+            problems.0.push(source.problem(
+                &key.key("name"),
+                format!(
+                    "\"{}\" is not a usable user name (lower-case letters, digits, - and _)",
+                    raw_user.name
+                ),
+            ));
+            user_ok = false;
+        }
+        for (role_idx, role) in raw_user.roles.iter().enumerate() {
+            if !roles.contains_key(role.as_str()) {
+                problems.0.push(source.problem(
+                    &key.key("roles").index(role_idx),
+                    format!("no role named \"{role}\" (defined: {known_roles})"),
+                ));
+                user_ok = false;
+            }
+        }
+        let identities = [
+            ("name", Some(&raw_user.name), None),
+            ("console", raw_user.console.as_ref(), None),
+            ("slack", raw_user.slack.as_ref(), Some(Platform::Slack)),
+            ("discord", raw_user.discord.as_ref(), Some(Platform::Discord)),
+        ];
+        for (field, value, platform) in identities {
+            let Some(value) = value else { continue };
+            if let Some(message) = platform.and_then(|platform| check_platform_id(platform, value))
+            {
+                problems.0.push(source.problem(&key.key(field), message));
+                user_ok = false;
+            }
+            if !seen.insert((field.to_string(), value.clone())) {
+                problems.0.push(source.problem(
+                    &key.key(field),
+                    format!("{field} \"{value}\" is already given to another user"),
+                ));
+                user_ok = false;
+            }
+        }
+        if user_ok {
+            users.push(User {
+                name: UserName::new(raw_user.name.clone()),
+                roles: raw_user
+                    .roles
+                    .iter()
+                    .map(|role| RoleName::new(role.clone()))
+                    .collect(),
+                console: raw_user.console.clone(),
+                slack: raw_user.slack.clone(),
+                discord: raw_user.discord.clone(),
+            });
+        }
+    }
+    users
+}
+
+/// Checks the shape of a platform's user or channel id.
+fn check_platform_id(platform: Platform, id: &str) -> Option<String> {
+    let ok = match platform {
+        Platform::Slack => {
+            id.len() >= 3
+                && id.len() <= 24
+                && id
+                    .chars()
+                    .all(|character| character.is_ascii_uppercase() || character.is_ascii_digit())
+        }
+        Platform::Discord => {
+            (17..=20).contains(&id.len()) && id.chars().all(|character| character.is_ascii_digit())
+        }
+        Platform::Console => true,
+    };
+    (!ok).then(|| match platform {
+        Platform::Slack => format!(
+            "\"{id}\" is not a Slack id (upper-case letters and digits, such as \"U024BE7LH\" or \"C0123ABCD\")"
+        ),
+        _ => format!("\"{id}\" is not a Discord id (a snowflake of 17 to 20 digits)"),
+    })
+}
+
+fn check_hosts(
+    source: &Source,
+    raw: &RawConfig,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> BTreeMap<String, Host> {
+    let mut hosts = BTreeMap::new();
+    for (name, raw_host) in &raw.hosts {
+        let key = KeyPath::root().key("hosts").key(name);
+        let scheme_ok = ["unix://", "tcp://", "ssh://", "http://", "https://"]
+            .iter()
+            .any(|scheme| raw_host.docker.starts_with(scheme));
+        if !scheme_ok {
+            problems.0.push(source.problem(
+                &key.key("docker"),
+                format!(
+                    "\"{}\" is not a Docker host address; use unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
+                    raw_host.docker
+                ),
+            ));
+            continue;
+        }
+        if raw_host.tls.is_some() && !raw_host.docker.starts_with("tcp://") {
+            problems.0.push(source.problem(
+                &key.key("tls"),
+                "TLS client certificates apply only to tcp:// hosts",
+            ));
+            continue;
+        }
+        let timeout = match raw_host.timeout.as_deref() {
+            None => Duration::from_secs(30),
+            Some(text) => match parse_duration(text) {
+                Some(timeout) if !timeout.is_zero() => timeout,
+                _ => {
+                    problems.0.push(source.problem(
+                        &key.key("timeout"),
+                        format!("\"{text}\" is not a duration such as \"30s\" or \"2m\""),
+                    ));
+                    continue;
+                }
+            },
+        };
+        hosts.insert(
+            name.clone(),
+            Host {
+                name: name.clone(),
+                endpoint: raw_host.docker.clone(),
+                tls: raw_host.tls.as_ref().map(|tls| TlsFiles {
+                    ca: base_dir.join(&tls.ca),
+                    cert: base_dir.join(&tls.cert),
+                    key: base_dir.join(&tls.key),
+                }),
+                timeout,
+            },
+        );
+    }
+    hosts
+}
+
+fn check_environments(
+    source: &Source,
+    raw: &RawConfig,
+    hosts: &BTreeMap<String, Host>,
+    problems: &mut Problems,
+) -> BTreeMap<EnvName, Environment> {
+    let mut environments = BTreeMap::new();
+    let known_hosts = join_names(raw.hosts.keys().map(String::as_str));
+    if raw.environments.is_empty() {
+        problems.0.push(source.problem(
+            &KeyPath::root(),
+            "no environments are defined; add at least one [environments.NAME]",
+        ));
+    }
+    for (name, raw_environment) in &raw.environments {
+        let key = KeyPath::root().key("environments").key(name);
+        if !is_plain_name(name) || name == "default" {
+            problems.0.push(source.problem(
+                &key,
+                format!(
+                    "\"{name}\" is not a usable environment name (lower-case letters, digits, - and _; \"default\" is reserved)"
+                ),
+            ));
+            continue;
+        }
+        let host = match raw_environment.host.as_deref() {
+            None => {
+                problems.0.push(source.problem(
+                    &key,
+                    format!(
+                        "environment \"{name}\" has no Docker host; add host = \"NAME\" (defined: {known_hosts})"
+                    ),
+                ));
+                None
+            }
+            Some(host_name) => match (raw.hosts.contains_key(host_name), hosts.get(host_name)) {
+                (false, _) => {
+                    problems.0.push(source.problem(
+                        &key.key("host"),
+                        format!("no Docker host named \"{host_name}\" (defined: {known_hosts})"),
+                    ));
+                    None
+                }
+                // The host itself is broken and was reported already.
+                (true, host) => host.cloned(),
+            },
+        };
+        let services = check_services(source, &key, raw_environment, problems);
+        let audit_channels = check_audit_channels(source, &key, raw_environment, problems);
+        if let Some(host) = host {
+            environments.insert(
+                EnvName::new(name.clone()),
+                Environment {
+                    name: EnvName::new(name.clone()),
+                    description: raw_environment.description.clone(),
+                    host,
+                    compose_project: raw_environment.compose_project.clone(),
+                    lock_after_rollback: raw_environment.lock_after_rollback.unwrap_or(true),
+                    backup_dir: raw_environment.backup_dir.clone(),
+                    registry: raw_environment.registry.as_ref().map(|registry| {
+                        RegistryCredentialsEnv {
+                            username_env: registry.username_env.clone(),
+                            password_env: registry.password_env.clone(),
+                        }
+                    }),
+                    audit_channels,
+                    services,
+                },
+            );
+        }
+    }
+    environments
+}
+
+fn check_audit_channels(
+    source: &Source,
+    key: &KeyPath,
+    raw_environment: &raw::RawEnvironment,
+    problems: &mut Problems,
+) -> BTreeMap<Platform, String> {
+    let mut channels = BTreeMap::new();
+    let declared = [
+        (Platform::Slack, raw_environment.audit.slack.as_ref()),
+        (Platform::Discord, raw_environment.audit.discord.as_ref()),
+    ];
+    for (platform, channel) in declared {
+        let Some(channel) = channel else { continue };
+        match check_platform_id(platform, channel) {
+            Some(message) => problems
+                .0
+                .push(source.problem(&key.key("audit").key(platform.as_str()), message)),
+            None => {
+                channels.insert(platform, channel.clone());
+            }
+        }
+    }
+    channels
+}
+
+fn check_services(
+    source: &Source,
+    env_key: &KeyPath,
+    raw_environment: &raw::RawEnvironment,
+    problems: &mut Problems,
+) -> BTreeMap<ServiceName, Service> {
+    let mut services = BTreeMap::new();
+    for (name, raw_service) in &raw_environment.services {
+        let key = env_key.key("services").key(name);
+        let before = problems.0.len();
+        if !is_plain_name(name) {
+            problems.0.push(source.problem(
+                &key,
+                format!("\"{name}\" is not a usable service name (lower-case letters, digits, - and _)"),
+            ));
+            continue;
+        }
+        let selector = match (&raw_service.container, &raw_environment.compose_project) {
+            (Some(container), _) => Some(Selector::Container(container.clone())),
+            (None, Some(project)) => Some(Selector::Compose {
+                project: project.clone(),
+                service: raw_service
+                    .compose_service
+                    .clone()
+                    .unwrap_or_else(|| name.clone()),
+            }),
+            (None, None) => {
+                problems.0.push(source.problem(
+                    &key,
+                    "service has no container name and its environment has no compose_project; set one of them",
+                ));
+                None
+            }
+        };
+        if raw_service.container.is_some() && raw_service.compose_service.is_some() {
+            problems.0.push(source.problem(
+                &key.key("compose_service"),
+                "set either container or compose_service, not both",
+            ));
+        }
+        if let Some(template) = &raw_service.image
+            && !template.contains("{ref}")
+        {
+            problems.0.push(source.problem(
+                &key.key("image"),
+                format!("image template \"{template}\" has no {{ref}} placeholder"),
+            ));
+        }
+        if let Some(url) = &raw_service.url
+            && !matches!(url::Url::parse(url), Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https")
+        {
+            problems.0.push(source.problem(
+                &key.key("url"),
+                format!("\"{url}\" is not an http:// or https:// URL"),
+            ));
+        }
+        for (path_idx, path) in raw_service.health.iter().enumerate() {
+            if !path.starts_with('/') {
+                problems.0.push(source.problem(
+                    &key.key("health").index(path_idx),
+                    format!("health path \"{path}\" must start with /"),
+                ));
+            }
+        }
+        if !raw_service.health.is_empty() && raw_service.url.is_none() {
+            problems.0.push(source.problem(
+                &key.key("health"),
+                "health paths need the service's url to probe them",
+            ));
+        }
+        let kind = match raw_service.kind.as_deref().unwrap_or("app") {
+            "app" => ServiceKind::App,
+            "postgres" => ServiceKind::Postgres,
+            "redis" => ServiceKind::Redis,
+            "nginx" => ServiceKind::Nginx,
+            "other" => ServiceKind::Other,
+            other => {
+                problems.0.push(source.problem(
+                    &key.key("kind"),
+                    format!("unknown kind \"{other}\" (known: app, postgres, redis, nginx, other)"),
+                ));
+                ServiceKind::Other
+            }
+        };
+        if kind == ServiceKind::Postgres && raw_service.database.is_none() {
+            problems.0.push(source.problem(
+                &key,
+                "a postgres service needs database = { user = \"…\", name = \"…\" }",
+            ));
+        }
+        if problems.0.len() > before {
+            continue;
+        }
+        if let Some(selector) = selector {
+            services.insert(
+                ServiceName::new(name.clone()),
+                Service {
+                    name: ServiceName::new(name.clone()),
+                    selector,
+                    image_template: raw_service.image.clone(),
+                    url: raw_service
+                        .url
+                        .as_ref()
+                        .map(|url| url.trim_end_matches('/').to_string()),
+                    health: raw_service.health.clone(),
+                    kind,
+                    database: raw_service.database.as_ref().map(|database| Database {
+                        user: database.user.clone(),
+                        name: database.name.clone(),
+                    }),
+                },
+            );
+        }
+    }
+    services
+}
+
+/// Joins names for "defined: a, b" lists; says "none" for an empty list.
+pub fn join_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! The serialized shape of `config/deckhand.toml`. This is a contract with
+//! operators' files, kept apart from the validated `Config`: every struct
+//! refuses unknown keys so a typo is reported, not ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Folder of the command files, relative to this file; default `../commands`.
+    pub commands: Option<String>,
+    /// Where operations, approvals, releases and the audit log are kept.
+    pub store: RawStore,
+    /// Deckhand's own HTTP listener.
+    #[serde(default)]
+    pub server: RawServer,
+    /// What people who map to no role may do.
+    #[serde(default)]
+    pub access: RawAccess,
+    /// Approval behaviour shared by every platform.
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    /// Roles, by name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
+    /// People and their identities on each platform.
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    /// Docker hosts, by name.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, RawHost>,
+    /// Environments, by name.
+    #[serde(default)]
+    pub environments: BTreeMap<String, RawEnvironment>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite://path` (relative to this file) or `postgres://…`.
+    pub url: String,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the HTTP listener (health, metrics, webhooks).
+    pub listen: Option<String>,
+}
+
+/// `[access]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    /// Read-only commands that people who map to no role may run.
+    #[serde(default)]
+    pub unmapped_may_run: Vec<String>,
+}
+
+/// `[approvals]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Reaction that approves (Slack emoji name); default `white_check_mark`.
+    pub approve_emoji: Option<String>,
+    /// Reaction that rejects; default `x`.
+    pub reject_emoji: Option<String>,
+}
+
+/// `[roles.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    /// What the role is for.
+    pub description: Option<String>,
+}
+
+/// `[[users]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    /// The person's name in Deckhand (messages, audit).
+    pub name: String,
+    /// Roles the person holds.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Name used with `deckhand console --as`.
+    pub console: Option<String>,
+    /// Slack user id (`U…`).
+    pub slack: Option<String>,
+    /// Discord user id (a snowflake).
+    pub discord: Option<String>,
+}
+
+/// `[hosts.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// `unix:///var/run/docker.sock`, `tcp://host:2376` or `ssh://user@host`.
+    pub docker: String,
+    /// TLS client certificate files for `tcp://`.
+    pub tls: Option<RawTls>,
+    /// Timeout of each Docker API call; default `30s`.
+    pub timeout: Option<String>,
+}
+
+/// `[hosts.NAME.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// CA certificate (PEM).
+    pub ca: String,
+    /// Client certificate (PEM).
+    pub cert: String,
+    /// Client key (PEM).
+    pub key: String,
+}
+
+/// `[environments.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironment {
+    /// What the environment is.
+    pub description: Option<String>,
+    /// Name of the Docker host in `[hosts]`.
+    pub host: Option<String>,
+    /// Compose project whose labels identify the services.
+    pub compose_project: Option<String>,
+    /// Whether a rollback leaves the environment locked; default true.
+    pub lock_after_rollback: Option<bool>,
+    /// Folder on the Docker host for database backups.
+    pub backup_dir: Option<String>,
+    /// Registry credentials, by environment variable names.
+    pub registry: Option<RawRegistry>,
+    /// Audit channel per platform.
+    #[serde(default)]
+    pub audit: RawAuditChannels,
+    /// Services, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, RawService>,
+}
+
+/// `[environments.NAME.registry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    /// Environment variable holding the registry user name.
+    pub username_env: String,
+    /// Environment variable holding the registry password or token.
+    pub password_env: String,
+}
+
+/// `[environments.NAME.audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuditChannels {
+    /// Slack channel id (`C…`).
+    pub slack: Option<String>,
+    /// Discord channel id.
+    pub discord: Option<String>,
+}
+
+/// `[environments.ENV.services.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Compose service name, when it differs from the key.
+    pub compose_service: Option<String>,
+    /// Plain container name, for services not started by compose.
+    pub container: Option<String>,
+    /// Image template with `{ref}`, for services that can be deployed.
+    pub image: Option<String>,
+    /// Base URL where the service's HTTP endpoints are reachable from Deckhand.
+    pub url: Option<String>,
+    /// HTTP health endpoint paths probed after a deploy and by `/health`.
+    #[serde(default)]
+    pub health: Vec<String>,
+    /// `app`, `postgres`, `redis`, `nginx` or `other`; default `app`.
+    pub kind: Option<String>,
+    /// Database user and name, for `kind = "postgres"`.
+    pub database: Option<RawDatabase>,
+}
+
+/// `[environments.ENV.services.NAME.database]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Database user for `pg_dump`, `psql` and `SELECT 1`.
+    pub user: String,
+    /// Database name.
+    pub name: String,
+}
