@@ -15,11 +15,18 @@
 //! Supporting modules: `names` (typed names), `problem` (file:line problems),
 //! `duration`, `secret`.
 
+pub mod app;
+pub mod audit;
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod duration;
+pub mod exec;
+pub mod flow;
+pub mod message;
 pub mod names;
 pub mod parse;
 pub mod policy;
 pub mod problem;
 pub mod secret;
+pub mod store;

@@ -1,1 +1,210 @@
-fn main() {}
+//! The `deckhand` binary: `check`, `console`, `serve`, `audit`. The only
+//! place `anyhow` appears; errors are printed once, here, and mapped to an
+//! exit code.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use deckhand::app::App;
+use deckhand::catalog::Catalog;
+use deckhand::config::{Config, DEFAULT_CONFIG_PATH};
+use deckhand::problem::Problems;
+use deckhand::{audit, chat, flow};
+
+/// Deckhand: the operations runbook as chat commands, gated by approvals
+/// and written to an audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "deckhand", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate config/deckhand.toml and every commands/*.toml; print every problem with file and line.
+    Check(ConfigArg),
+    /// The whole product in a terminal: type /commands, :as USER, :approve N, :reject N, :quit.
+    Console {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Act as this console user (see [[users]] console = …).
+        #[arg(long = "as", env = "DECKHAND_USER", default_value = "alice")]
+        user: String,
+    },
+    /// Run the bot: open the store, run migrations, serve until SIGTERM or SIGINT.
+    Serve(ConfigArg),
+    /// Read and verify the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// List the newest audit entries.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only entries of this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Walk the hash chain; exit 1 naming the first entry altered, deleted or reordered.
+    Verify(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// Path of the config file.
+    #[arg(long, env = "DECKHAND_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.command);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(command: &Command) {
+    let default = match command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check(arg) => Ok(check(&arg.config)),
+        Command::Console { config, user } => console(&config.config, &user).await,
+        Command::Serve(arg) => serve(&arg.config).await,
+        Command::Audit { command } => match command {
+            AuditCommand::List { config, env, limit } => audit_list(&config.config, env.as_deref(), limit).await,
+            AuditCommand::Verify(arg) => audit_verify(&arg.config).await,
+        },
+    }
+}
+
+/// Loads config and commands, or every problem with them.
+fn load(path: &Path) -> Result<(Config, Catalog), Problems> {
+    let config = Config::load(path)?;
+    let catalog = Catalog::load(&config)?;
+    Ok((config, catalog))
+}
+
+fn load_or_report(path: &Path) -> anyhow::Result<(Config, Catalog)> {
+    load(path).map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((config, catalog)) => {
+            println!("ok: {} commands, {} environments", catalog.len(), config.environments.len());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            print!("{problems}");
+            println!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(path: &Path) -> anyhow::Result<Arc<App>> {
+    let (config, catalog) = load_or_report(path)?;
+    let app = App::open(config, catalog).await.context("opening the store")?;
+    Ok(app)
+}
+
+async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
+    let app = open(path).await?;
+    flow::start_background(&app).await;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let interactive = std::io::stdin().is_terminal();
+    let mut stdout = std::io::stdout();
+    chat::console::run(Arc::clone(&app), stdin, &mut stdout, user, interactive)
+        .await
+        .context("console input or output failed")?;
+    app.request_shutdown();
+    app.store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let app = open(path).await?;
+    flow::start_background(&app).await;
+    tracing::info!(environments = app.config.environments.len(), commands = app.catalog.len(), "deckhand serving");
+    wait_for_signal().await?;
+    tracing::info!("shutting down: waiting for running operations to reach a step boundary");
+    app.request_shutdown();
+    app.wait_idle().await;
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+async fn audit_list(path: &Path, env: Option<&str>, limit: i64) -> anyhow::Result<ExitCode> {
+    let app = open(path).await?;
+    let entries = app.store.audit_entries(env, limit.max(1)).await.context("reading the audit log")?;
+    for entry in entries.iter().rev() {
+        println!("{}", audit::format_entry(entry));
+    }
+    app.store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(path: &Path) -> anyhow::Result<ExitCode> {
+    let app = open(path).await?;
+    let (entries, head_seq, head_hash) = app.store.audit_chain().await.context("reading the audit log")?;
+    app.store.close().await;
+    match audit::verify_chain(&entries, head_seq, &head_hash) {
+        Ok(count) => {
+            println!("ok: {count} audit entries, hash chain intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            println!("{problem}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

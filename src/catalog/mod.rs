@@ -801,7 +801,10 @@ fn check_steps(
             ));
         }
         for need in step.arg_needs() {
+            let declared = file.args.iter().any(|arg| arg.name == need.name);
             match args.iter().find(|arg| arg.name == need.name) {
+                // Declared but rejected: that problem is reported already.
+                None if declared => {}
                 None if need.required => problems.0.push(source.problem(
                     &key,
                     format!("step {} needs an argument named \"{}\" with rule \"{}\"", step.kind(), need.name, need.rule.as_str()),

@@ -242,11 +242,7 @@ impl Config {
 fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     let mut problems = Problems::default();
     let root = KeyPath::root();
-    let base_dir = source
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base_dir = absolute_folder_of(source.path());
 
     let store_url = resolve_store_url(&raw.store.url, &base_dir).unwrap_or_else(|message| {
         problems
@@ -271,7 +267,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     let hosts = check_hosts(source, &raw, &base_dir, &mut problems);
     let environments = check_environments(source, &raw, &hosts, &mut problems);
 
-    let commands_dir = base_dir.join(raw.commands.as_deref().unwrap_or("../commands"));
+    let commands_dir = normalize(&base_dir.join(raw.commands.as_deref().unwrap_or("../commands")));
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -294,6 +290,30 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     })
 }
 
+/// The absolute folder of a file, for resolving paths relative to it.
+fn absolute_folder_of(file: &Path) -> PathBuf {
+    let folder = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
+    std::fs::canonicalize(&folder)
+        .or_else(|_| std::path::absolute(&folder))
+        .unwrap_or(folder)
+}
+
+/// Removes `.` and `..` components without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normalized = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normalized.pop();
+            }
+            other => normalized.push(other.as_os_str()),
+        }
+    }
+    normalized
+}
+
 /// Makes a relative `sqlite://` path absolute against the config folder and
 /// asks SQLite to create the file on first run.
 fn resolve_store_url(url: &str, base_dir: &Path) -> Result<String, String> {
@@ -314,11 +334,7 @@ fn resolve_store_url(url: &str, base_dir: &Path) -> Result<String, String> {
         return Err("sqlite:// needs a file path, such as sqlite://../deckhand.db".to_string());
     }
     let path = Path::new(path_part);
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base_dir.join(path)
-    };
+    let absolute = normalize(&base_dir.join(path));
     let query = if query.is_empty() {
         "mode=rwc".to_string()
     } else {
@@ -329,13 +345,7 @@ fn resolve_store_url(url: &str, base_dir: &Path) -> Result<String, String> {
 
 /// Hides the password of a URL before it is shown anywhere.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("[redacted]"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::secret::redact(url)
 }
 
 fn check_roles(
@@ -502,9 +512,9 @@ fn check_hosts(
                 name: name.clone(),
                 endpoint: raw_host.docker.clone(),
                 tls: raw_host.tls.as_ref().map(|tls| TlsFiles {
-                    ca: base_dir.join(&tls.ca),
-                    cert: base_dir.join(&tls.cert),
-                    key: base_dir.join(&tls.key),
+                    ca: normalize(&base_dir.join(&tls.ca)),
+                    cert: normalize(&base_dir.join(&tls.cert)),
+                    key: normalize(&base_dir.join(&tls.key)),
                 }),
                 timeout,
             },

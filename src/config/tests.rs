@@ -1,0 +1,118 @@
+use std::path::Path;
+
+use super::*;
+use crate::problem::Source;
+
+const VALID: &str = r#"
+[store]
+url = "sqlite://deckhand.db"
+
+[roles.developers]
+[roles.deployers]
+
+[[users]]
+name = "alice"
+roles = ["developers"]
+console = "alice"
+slack = "U0ALICE01"
+
+[hosts.local]
+docker = "unix:///var/run/docker.sock"
+
+[environments.staging]
+host = "local"
+compose_project = "demo"
+
+[environments.staging.services.backend]
+image = "demo/backend:{ref}"
+url = "http://127.0.0.1:13000"
+health = ["/health"]
+"#;
+
+/// Validates `text` as config/deckhand.toml and compares every problem
+/// line, or `ok` with the number of environments.
+fn check(text: &str, expected: &[&str]) {
+    let source = Source::new(Path::new("config/deckhand.toml"), text.to_string());
+    let actual: Vec<String> = match Config::from_source(&source) {
+        Ok(config) => vec![format!("ok {}", config.environments.len())],
+        Err(problems) => problems.0.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(actual, expected, "config:\n{text}");
+}
+
+#[test]
+fn accepts_a_valid_config() {
+    check(VALID, &["ok 1"]);
+}
+
+#[test]
+fn reports_syntax_and_unknown_keys_with_lines() {
+    check(
+        &VALID.replace("[hosts.local]", "[hosts.local]\ndocker_host = \"x\""),
+        &["config/deckhand.toml:15: unknown field `docker_host`, expected one of `docker`, `tls`, `timeout`"],
+    );
+    check(
+        &VALID.replace("url = \"sqlite://deckhand.db\"", "url = sqlite"),
+        &["config/deckhand.toml:3: invalid string\nexpected `\"`, `'`"],
+    );
+}
+
+#[test]
+fn reports_every_broken_reference() {
+    let broken = VALID
+        .replace("roles = [\"developers\"]", "roles = [\"developers\", \"admins\"]")
+        .replace("host = \"local\"", "host = \"stg-1\"")
+        .replace("image = \"demo/backend:{ref}\"", "image = \"demo/backend:latest\"")
+        .replace("health = [\"/health\"]", "health = [\"health\"]")
+        .replace("slack = \"U0ALICE01\"", "slack = \"alice\"");
+    check(
+        &broken,
+        &[
+            "config/deckhand.toml:10: users[0].roles[1]: no role named \"admins\" (defined: deployers, developers)",
+            "config/deckhand.toml:12: users[0].slack: \"alice\" is not a Slack id (upper-case letters and digits, such as \"U024BE7LH\" or \"C0123ABCD\")",
+            "config/deckhand.toml:18: environments.staging.host: no Docker host named \"stg-1\" (defined: local)",
+            "config/deckhand.toml:22: environments.staging.services.backend.image: image template \"demo/backend:latest\" has no {ref} placeholder",
+            "config/deckhand.toml:24: environments.staging.services.backend.health[0]: health path \"health\" must start with /",
+        ],
+    );
+}
+
+#[test]
+fn reports_an_environment_without_a_host() {
+    check(
+        &VALID.replace("host = \"local\"\n", ""),
+        &["config/deckhand.toml:17: environments.staging: environment \"staging\" has no Docker host; add host = \"NAME\" (defined: local)"],
+    );
+}
+
+#[test]
+fn reports_bad_hosts_and_store() {
+    let broken = VALID
+        .replace("docker = \"unix:///var/run/docker.sock\"", "docker = \"docker.example:2375\"\ntimeout = \"soon\"")
+        .replace("url = \"sqlite://deckhand.db\"", "url = \"mysql://db\"");
+    check(
+        &broken,
+        &[
+            "config/deckhand.toml:3: store.url: \"mysql://db\" is not a store URL; use sqlite://PATH or postgres://USER@HOST/DB",
+            "config/deckhand.toml:15: hosts.local.docker: \"docker.example:2375\" is not a Docker host address; use unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
+        ],
+    );
+}
+
+#[test]
+fn never_shows_a_store_password() {
+    let text = VALID.replace("url = \"sqlite://deckhand.db\"", "url = \"mongodb://deckhand:hunter2@db/x\"");
+    let source = Source::new(Path::new("config/deckhand.toml"), text);
+    let problems = Config::from_source(&source).expect_err("not a store URL");
+    let shown = problems.to_string();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+}
+
+#[test]
+fn resolves_relative_paths_against_the_config_folder() {
+    let source = Source::new(Path::new("/srv/deckhand/config/deckhand.toml"), VALID.replace("sqlite://deckhand.db", "sqlite://../var/deckhand.db"));
+    let config = Config::from_source(&source).expect("valid");
+    assert_eq!(config.store_url, "sqlite:///srv/deckhand/var/deckhand.db?mode=rwc");
+    assert_eq!(config.commands_dir, Path::new("/srv/deckhand/commands"));
+}

@@ -1,0 +1,109 @@
+//! `App`: the long-lived services every request uses — config, catalog,
+//! store, outbox, Docker hosts — behind one `Arc`, plus the tracker of
+//! running operation tasks and the shutdown signal. Per-operation data
+//! never lives here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+
+use crate::catalog::Catalog;
+use crate::chat::Outbox;
+use crate::config::Config;
+use crate::exec::hosts::Hosts;
+use crate::store::{Store, StoreError};
+
+/// Everything long-lived.
+#[derive(Debug)]
+pub struct App {
+    /// Validated config.
+    pub config: Config,
+    /// Validated commands.
+    pub catalog: Catalog,
+    /// The store.
+    pub store: Store,
+    /// Where messages for chat platforms go.
+    pub outbox: Outbox,
+    /// Docker host connections, by environment.
+    pub hosts: Hosts,
+    tasks: Tasks,
+    shutdown: watch::Sender<bool>,
+}
+
+impl App {
+    /// Opens the store (running migrations) and builds the app. Background
+    /// work starts with `flow::start_background`.
+    ///
+    /// # Errors
+    /// When the store cannot be opened.
+    pub async fn open(config: Config, catalog: Catalog) -> Result<Arc<App>, StoreError> {
+        let store = Store::open(&config.store_url).await?;
+        let hosts = Hosts::new(&config);
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(App {
+            config,
+            catalog,
+            store,
+            outbox: Outbox::default(),
+            hosts,
+            tasks: Tasks::default(),
+            shutdown,
+        }))
+    }
+
+    /// The current time. The one clock of the request flow; `parse` and
+    /// `policy` never read it themselves.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// Runs `work` as a tracked task, so shutdown and the console can wait
+    /// for running operations.
+    pub fn spawn<F>(self: &Arc<Self>, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.running.fetch_add(1, Ordering::SeqCst);
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            work.await;
+            if app.tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                app.tasks.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until no tracked task runs.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.tasks.idle.notified();
+            if self.tasks.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Asks every task to stop at its next safe point.
+    pub fn request_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Whether shutdown was requested.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes when shutdown is requested.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tasks {
+    running: AtomicUsize,
+    idle: Notify,
+}

@@ -1,0 +1,300 @@
+//! The neutral chat model every adapter translates to and from: a `Request`
+//! in, `Reply`s out. Platform crates appear only in adapter submodules; the
+//! request flow sends `Outbound` messages through the `Outbox` and never
+//! calls into an adapter, and an adapter only translates.
+
+pub mod console;
+pub mod text;
+
+use std::sync::Mutex;
+
+use tokio::sync::mpsc;
+
+use crate::names::Platform;
+
+/// A slash command as an adapter received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Where it came from.
+    pub platform: Platform,
+    /// The person's id on that platform.
+    pub user_id: String,
+    /// The channel it was typed in.
+    pub channel: String,
+    /// The whole command line, starting with `/`.
+    pub text: String,
+    /// The platform's delivery id, for redelivery dedupe.
+    pub delivery_id: Option<String>,
+}
+
+/// How a reply reads at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Neutral information.
+    Info,
+    /// Waiting for something (approval, queue).
+    Waiting,
+    /// In progress.
+    Working,
+    /// Succeeded.
+    Success,
+    /// Needs attention but is not a failure.
+    Warning,
+    /// Failed or refused.
+    Failure,
+}
+
+/// One step line of an operation message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepLine {
+    /// The step's title.
+    pub title: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// How long it took, once done.
+    pub elapsed: Option<String>,
+    /// What it reported, one line.
+    pub detail: String,
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Not started.
+    Pending,
+    /// Running now.
+    Running,
+    /// Succeeded.
+    Ok,
+    /// Failed.
+    Failed,
+    /// Not run.
+    Skipped,
+}
+
+impl StepStatus {
+    /// The status as stored in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Ok => "ok",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Reads a journaled status.
+    pub fn from_name(name: &str) -> StepStatus {
+        match name {
+            "running" => StepStatus::Running,
+            "ok" => StepStatus::Ok,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            _ => StepStatus::Pending,
+        }
+    }
+}
+
+/// A button under a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    /// Label shown.
+    pub label: String,
+    /// What pressing it does.
+    pub action: ButtonAction,
+}
+
+/// What a button does. The parameters hash travels with it, so a click
+/// approves exactly the parameters the clicker saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ButtonAction {
+    /// Approve an operation with these parameters.
+    Approve {
+        /// The operation.
+        op_id: i64,
+        /// Its parameters hash.
+        params_hash: String,
+    },
+    /// Reject an operation.
+    Reject {
+        /// The operation.
+        op_id: i64,
+    },
+}
+
+impl ButtonAction {
+    /// The action as a button value: `approve:42:HASH` or `reject:42`.
+    pub fn to_value(&self) -> String {
+        match self {
+            ButtonAction::Approve { op_id, params_hash } => format!("approve:{op_id}:{params_hash}"),
+            ButtonAction::Reject { op_id } => format!("reject:{op_id}"),
+        }
+    }
+
+    /// Reads a button value; `None` for anything that is not ours.
+    pub fn from_value(value: &str) -> Option<ButtonAction> {
+        let mut parts = value.splitn(3, ':');
+        match (parts.next()?, parts.next()?.parse::<i64>().ok()?, parts.next()) {
+            ("approve", op_id, Some(hash)) if !hash.is_empty() => Some(ButtonAction::Approve {
+                op_id,
+                params_hash: hash.to_string(),
+            }),
+            ("reject", op_id, None) => Some(ButtonAction::Reject { op_id }),
+            _ => None,
+        }
+    }
+}
+
+/// A message in neutral form; each adapter renders it for its platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// First line: `Deploy #42 · staging ← develop · @alice`.
+    pub title: String,
+    /// How it reads at a glance.
+    pub tone: Tone,
+    /// Status line under the title.
+    pub status: String,
+    /// Named values (plan entries, approvals, expiry).
+    pub fields: Vec<(String, String)>,
+    /// Free lines (report rows, usage, log lines).
+    pub lines: Vec<String>,
+    /// Step lines, for operations.
+    pub steps: Vec<StepLine>,
+    /// Buttons, for approval requests.
+    pub buttons: Vec<Button>,
+}
+
+impl Reply {
+    /// A reply with a title, tone and status line only.
+    pub fn new(title: impl Into<String>, tone: Tone, status: impl Into<String>) -> Reply {
+        Reply {
+            title: title.into(),
+            tone,
+            status: status.into(),
+            fields: Vec::new(),
+            lines: Vec::new(),
+            steps: Vec::new(),
+            buttons: Vec::new(),
+        }
+    }
+}
+
+/// What the flow sends to adapters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Post, or edit if already posted, the one message that shows an
+    /// operation in its channel.
+    Operation {
+        /// The operation.
+        op_id: i64,
+        /// Platform of the channel.
+        platform: Platform,
+        /// The channel.
+        channel: String,
+        /// The message.
+        reply: Reply,
+    },
+    /// A detail line under the operation's message (a thread on Slack).
+    Detail {
+        /// The operation.
+        op_id: i64,
+        /// Platform of the channel.
+        platform: Platform,
+        /// The channel.
+        channel: String,
+        /// The text.
+        text: String,
+    },
+    /// A message only one person sees (errors, refusals, dry runs).
+    Ephemeral {
+        /// Platform.
+        platform: Platform,
+        /// The channel.
+        channel: String,
+        /// The person.
+        user_id: String,
+        /// The message.
+        reply: Reply,
+    },
+    /// A line for an environment's audit channel.
+    Audit {
+        /// Platform.
+        platform: Platform,
+        /// The audit channel.
+        channel: String,
+        /// The line.
+        text: String,
+    },
+}
+
+impl Outbound {
+    /// The platform the message goes to.
+    pub fn platform(&self) -> Platform {
+        match self {
+            Outbound::Operation { platform, .. }
+            | Outbound::Detail { platform, .. }
+            | Outbound::Ephemeral { platform, .. }
+            | Outbound::Audit { platform, .. } => *platform,
+        }
+    }
+}
+
+/// Routes outbound messages to the adapter of their platform. An adapter
+/// subscribes once; messages for a platform nobody subscribed to are
+/// dropped (that platform is not configured).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    subscribers: Mutex<Vec<(Platform, mpsc::UnboundedSender<Outbound>)>>,
+}
+
+impl Outbox {
+    /// Subscribes an adapter to its platform's messages.
+    pub fn subscribe(&self, platform: Platform) -> mpsc::UnboundedReceiver<Outbound> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.push((platform, sender));
+        }
+        receiver
+    }
+
+    /// Whether an adapter of that platform is listening.
+    pub fn has_subscriber(&self, platform: Platform) -> bool {
+        self.subscribers
+            .lock()
+            .map(|subscribers| {
+                subscribers
+                    .iter()
+                    .any(|(subscribed, sender)| *subscribed == platform && !sender.is_closed())
+            })
+            .unwrap_or(false)
+    }
+
+    /// Sends a message to its platform's adapters.
+    pub fn send(&self, message: Outbound) {
+        let platform = message.platform();
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.retain(|(_, sender)| !sender.is_closed());
+            for (subscribed, sender) in subscribers.iter() {
+                if *subscribed == platform {
+                    let _ = sender.send(message.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a request, given at once (within Slack's 3 seconds):
+/// accepted, or refused with what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted as an operation; its message follows in the channel.
+    Accepted {
+        /// The operation.
+        op_id: i64,
+    },
+    /// Shown only to the requester: a dry run's plan, usage, a refusal.
+    Private(Reply),
+    /// A redelivery of something already handled; nothing happens.
+    Duplicate,
+}

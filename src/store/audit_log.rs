@@ -1,0 +1,169 @@
+//! The audit log's rows. Appending takes the chain head in the same
+//! transaction as the insert (a row lock on PostgreSQL, the write lock on
+//! SQLite), so entries from several replicas still form one chain. What the
+//! chain means, and checking it, is `audit`'s job.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, column, from_text, query_error, to_text};
+
+/// An entry to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who acted (a Deckhand user name, a platform id, or `deckhand`).
+    pub actor: String,
+    /// Where from.
+    pub platform: String,
+    /// Which channel.
+    pub channel: String,
+    /// The command.
+    pub command: String,
+    /// The environment, or empty.
+    pub env: String,
+    /// The operation, or 0.
+    pub op_id: i64,
+    /// What happened: requested, approved, started, step-ok, …
+    pub event: String,
+    /// How it came out.
+    pub outcome: String,
+    /// Detail, never a secret.
+    pub detail: String,
+}
+
+/// A stored entry with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// The entry's contents.
+    pub entry: NewAuditEntry,
+    /// The previous entry's hash (`genesis` for the first).
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+macro_rules! audit_columns {
+    () => {
+        "seq, at, actor, platform, channel, command, env, op_id, event, outcome, detail, prev_hash, hash"
+    };
+}
+
+fn read_entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let at: String = column(row, "at")?;
+    Ok(AuditEntry {
+        seq: column(row, "seq")?,
+        entry: NewAuditEntry {
+            at: from_text("audit time", &at)?,
+            actor: column(row, "actor")?,
+            platform: column(row, "platform")?,
+            channel: column(row, "channel")?,
+            command: column(row, "command")?,
+            env: column(row, "env")?,
+            op_id: column(row, "op_id")?,
+            event: column(row, "event")?,
+            outcome: column(row, "outcome")?,
+            detail: column(row, "detail")?,
+        },
+        prev_hash: column(row, "prev_hash")?,
+        hash: column(row, "hash")?,
+    })
+}
+
+impl Store {
+    /// Appends an entry to the chain; `chain_hash` computes its hash from
+    /// the previous hash and its contents.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn append_audit(
+        &self,
+        entry: &NewAuditEntry,
+        chain_hash: fn(&str, &NewAuditEntry) -> String,
+    ) -> Result<AuditEntry, StoreError> {
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("starting an audit append"))?;
+        let head = sqlx::query(
+            "UPDATE audit_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq, last_hash",
+        )
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(query_error("reading the audit chain head"))?;
+        let seq: i64 = column(&head, "last_seq")?;
+        let prev_hash: String = column(&head, "last_hash")?;
+        let hash = chain_hash(&prev_hash, entry);
+        sqlx::query(concat!("INSERT INTO audit_log (", audit_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+        .bind(seq)
+        .bind(to_text(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.platform)
+        .bind(&entry.channel)
+        .bind(&entry.command)
+        .bind(&entry.env)
+        .bind(entry.op_id)
+        .bind(&entry.event)
+        .bind(&entry.outcome)
+        .bind(&entry.detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *transaction)
+        .await
+        .map_err(query_error("appending an audit entry"))?;
+        sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1")
+            .bind(&hash)
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("moving the audit chain head"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(query_error("committing an audit entry"))?;
+        Ok(AuditEntry {
+            seq,
+            entry: entry.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// The newest entries, optionally of one environment, newest first.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn audit_entries(&self, env: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = match env {
+            Some(env) => sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit_log WHERE env = $1 ORDER BY seq DESC LIMIT $2"))
+            .bind(env)
+            .bind(limit),
+            None => sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit_log ORDER BY seq DESC LIMIT $1"))
+            .bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("reading the audit log"))?;
+        rows.iter().map(read_entry).collect()
+    }
+
+    /// Every entry in chain order, and the chain head (last seq and hash).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn audit_chain(&self) -> Result<(Vec<AuditEntry>, i64, String), StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit_log ORDER BY seq"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("reading the audit log"))?;
+        let entries = rows.iter().map(read_entry).collect::<Result<Vec<_>, _>>()?;
+        let head = sqlx::query("SELECT last_seq, last_hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error("reading the audit chain head"))?;
+        Ok((entries, column(&head, "last_seq")?, column(&head, "last_hash")?))
+    }
+}

@@ -1,0 +1,247 @@
+//! Environment locks (one running mutating operation per environment) and
+//! holds (a person's `/lock`, or the hold a rollback leaves). The lock is a
+//! row whose primary key is the environment, so taking it is one atomic
+//! insert on SQLite and PostgreSQL alike, shared by every replica.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, column, from_text, optional_time, query_error, to_text};
+
+/// Who holds an environment's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The running operation.
+    pub op_id: i64,
+    /// Its command.
+    pub command: String,
+    /// Who requested it.
+    pub holder: String,
+    /// Since when.
+    pub acquired_at: DateTime<Utc>,
+}
+
+/// Why an environment is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    /// A person's `/lock`.
+    Person,
+    /// Left by a rollback so the next deploy cannot silently undo it.
+    Rollback,
+}
+
+impl HoldKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Person => "person",
+            HoldKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// A hold on an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The environment.
+    pub env: String,
+    /// Why.
+    pub kind: HoldKind,
+    /// Who placed it.
+    pub holder: String,
+    /// The reason given.
+    pub reason: String,
+    /// The operation that placed it.
+    pub op_id: Option<i64>,
+    /// Since when.
+    pub created_at: DateTime<Utc>,
+    /// When it lapses by itself.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn read_hold(row: &AnyRow) -> Result<Hold, StoreError> {
+    let kind: String = column(row, "kind")?;
+    let created_at: String = column(row, "created_at")?;
+    Ok(Hold {
+        env: column(row, "env")?,
+        kind: match kind.as_str() {
+            "person" => HoldKind::Person,
+            "rollback" => HoldKind::Rollback,
+            _ => {
+                return Err(StoreError::Corrupt {
+                    what: "hold kind",
+                    value: kind,
+                });
+            }
+        },
+        holder: column(row, "holder")?,
+        reason: column(row, "reason")?,
+        op_id: column(row, "op_id")?,
+        created_at: from_text("created_at", &created_at)?,
+        expires_at: optional_time("expires_at", column(row, "expires_at")?)?,
+    })
+}
+
+impl Store {
+    /// Takes an environment's lock for an operation. Returns the current
+    /// holder instead when someone else has it.
+    ///
+    /// # Errors
+    /// When the store cannot be reached: callers fail closed.
+    pub async fn try_lock(
+        &self,
+        env: &str,
+        op_id: i64,
+        command: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LockHolder>, StoreError> {
+        for _attempt in 0..3 {
+            let inserted = sqlx::query(
+                "INSERT INTO environment_locks (env, op_id, command, holder, acquired_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (env) DO NOTHING",
+            )
+            .bind(env)
+            .bind(op_id)
+            .bind(command)
+            .bind(holder)
+            .bind(to_text(now))
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("taking an environment lock"))?;
+            if inserted.rows_affected() == 1 {
+                return Ok(None);
+            }
+            if let Some(current) = self.lock_holder(env).await? {
+                return Ok(Some(current));
+            }
+            // The holder released it between the insert and the read; try again.
+        }
+        self.lock_holder(env).await
+    }
+
+    /// Who holds an environment's lock, if anyone.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn lock_holder(&self, env: &str) -> Result<Option<LockHolder>, StoreError> {
+        let row = sqlx::query("SELECT op_id, command, holder, acquired_at FROM environment_locks WHERE env = $1")
+            .bind(env)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("reading an environment lock"))?;
+        row.map(|row| {
+            let acquired_at: String = column(&row, "acquired_at")?;
+            Ok(LockHolder {
+                op_id: column(&row, "op_id")?,
+                command: column(&row, "command")?,
+                holder: column(&row, "holder")?,
+                acquired_at: from_text("acquired_at", &acquired_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Releases the lock an operation holds.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn unlock(&self, env: &str, op_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM environment_locks WHERE env = $1 AND op_id = $2")
+            .bind(env)
+            .bind(op_id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("releasing an environment lock"))?;
+        Ok(())
+    }
+
+    /// Places a hold unless one exists; returns the existing hold instead.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn place_hold(&self, hold: &Hold, now: DateTime<Utc>) -> Result<Option<Hold>, StoreError> {
+        if let Some(existing) = self.hold(&hold.env, now).await? {
+            return Ok(Some(existing));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO environment_holds (env, kind, holder, reason, op_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (env) DO NOTHING",
+        )
+        .bind(&hold.env)
+        .bind(hold.kind.as_str())
+        .bind(&hold.holder)
+        .bind(&hold.reason)
+        .bind(hold.op_id)
+        .bind(to_text(hold.created_at))
+        .bind(hold.expires_at.map(to_text))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("placing a hold"))?;
+        if inserted.rows_affected() == 1 {
+            Ok(None)
+        } else {
+            self.hold(&hold.env, now).await
+        }
+    }
+
+    /// The hold on an environment, if any; a lapsed hold is removed first.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn hold(&self, env: &str, now: DateTime<Utc>) -> Result<Option<Hold>, StoreError> {
+        self.drop_lapsed_holds(now).await?;
+        let row = sqlx::query(
+            "SELECT env, kind, holder, reason, op_id, created_at, expires_at FROM environment_holds WHERE env = $1",
+        )
+        .bind(env)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("reading a hold"))?;
+        row.as_ref().map(read_hold).transpose()
+    }
+
+    /// Every current hold.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
+        self.drop_lapsed_holds(now).await?;
+        let rows = sqlx::query(
+            "SELECT env, kind, holder, reason, op_id, created_at, expires_at FROM environment_holds ORDER BY env",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("reading holds"))?;
+        rows.iter().map(read_hold).collect()
+    }
+
+    /// Removes the hold on an environment and returns it.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn release_hold(&self, env: &str, now: DateTime<Utc>) -> Result<Option<Hold>, StoreError> {
+        let existing = self.hold(env, now).await?;
+        if existing.is_some() {
+            sqlx::query("DELETE FROM environment_holds WHERE env = $1")
+                .bind(env)
+                .execute(&self.pool)
+                .await
+                .map_err(query_error("releasing a hold"))?;
+        }
+        Ok(existing)
+    }
+
+    /// Removes holds whose time is up and returns them, so their lapse can
+    /// be audited.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn drop_lapsed_holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM environment_holds WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING env, kind, holder, reason, op_id, created_at, expires_at",
+        )
+        .bind(to_text(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("dropping lapsed holds"))?;
+        rows.iter().map(read_hold).collect()
+    }
+}

@@ -1,0 +1,466 @@
+//! Operations, their step journal, their chat messages and their approvals.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, column, from_text, optional_time, query_error, to_text};
+use crate::names::{Platform, RoleName, UserName};
+use crate::policy::{ApprovalRecord, OpState};
+
+/// An operation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRecord {
+    /// The `#42` people see.
+    pub id: i64,
+    /// The command name.
+    pub command: String,
+    /// The environment, if the command has one.
+    pub env: Option<String>,
+    /// The canonical request, parsed again on load.
+    pub command_line: String,
+    /// Hash of the exact parameters approvals bind to.
+    pub params_hash: String,
+    /// The plan shown to the requester and approvers (JSON).
+    pub plan: String,
+    /// Who asked: a Deckhand user name.
+    pub requester: String,
+    /// Where they asked from.
+    pub platform: Platform,
+    /// The channel the operation's message lives in.
+    pub channel: String,
+    /// Its state.
+    pub state: OpState,
+    /// Approvals needed.
+    pub approvals_needed: u32,
+    /// Roles that may approve.
+    pub approver_roles: Vec<RoleName>,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// When the approval request expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// One line saying how it ended.
+    pub outcome: Option<String>,
+}
+
+/// An operation to insert; the id is allocated by the store.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    /// The command name.
+    pub command: String,
+    /// The environment.
+    pub env: Option<String>,
+    /// The canonical request.
+    pub command_line: String,
+    /// Hash of its exact parameters.
+    pub params_hash: String,
+    /// The plan (JSON).
+    pub plan: String,
+    /// Who asked.
+    pub requester: String,
+    /// From where.
+    pub platform: Platform,
+    /// The channel.
+    pub channel: String,
+    /// Initial state: pending, or approved when no approval is needed.
+    pub state: OpState,
+    /// Approvals needed.
+    pub approvals_needed: u32,
+    /// Roles that may approve.
+    pub approver_roles: Vec<RoleName>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// When the request expires.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One journaled step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    /// Position in the command's steps.
+    pub idx: i64,
+    /// The step kind.
+    pub kind: String,
+    /// The title shown.
+    pub title: String,
+    /// `running`, `ok`, `failed` or `skipped`.
+    pub state: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What it reported.
+    pub detail: String,
+}
+
+macro_rules! operation_columns {
+    () => {
+        "id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, started_at, finished_at, outcome"
+    };
+}
+
+fn read_operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
+    let platform: String = column(row, "platform")?;
+    let state: String = column(row, "state")?;
+    let approvals_needed: i64 = column(row, "approvals_needed")?;
+    let approver_roles: String = column(row, "approver_roles")?;
+    let created_at: String = column(row, "created_at")?;
+    Ok(OperationRecord {
+        id: column(row, "id")?,
+        command: column(row, "command")?,
+        env: column(row, "env")?,
+        command_line: column(row, "command_line")?,
+        params_hash: column(row, "params_hash")?,
+        plan: column(row, "plan")?,
+        requester: column(row, "requester")?,
+        platform: Platform::from_name(&platform).ok_or(StoreError::Corrupt {
+            what: "platform",
+            value: platform.clone(),
+        })?,
+        channel: column(row, "channel")?,
+        state: OpState::from_name(&state).ok_or(StoreError::Corrupt {
+            what: "operation state",
+            value: state.clone(),
+        })?,
+        approvals_needed: u32::try_from(approvals_needed).unwrap_or(u32::MAX),
+        approver_roles: approver_roles
+            .split(',')
+            .filter(|role| !role.is_empty())
+            .map(RoleName::new)
+            .collect(),
+        created_at: from_text("created_at", &created_at)?,
+        expires_at: optional_time("expires_at", column(row, "expires_at")?)?,
+        started_at: optional_time("started_at", column(row, "started_at")?)?,
+        finished_at: optional_time("finished_at", column(row, "finished_at")?)?,
+        outcome: column(row, "outcome")?,
+    })
+}
+
+impl Store {
+    /// Inserts an operation and returns its id.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn insert_operation(&self, operation: &NewOperation) -> Result<i64, StoreError> {
+        let id = self.next_id("operation").await?;
+        let roles: Vec<&str> = operation.approver_roles.iter().map(RoleName::as_str).collect();
+        sqlx::query(
+            "INSERT INTO operations (id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(id)
+        .bind(&operation.command)
+        .bind(operation.env.as_deref())
+        .bind(&operation.command_line)
+        .bind(&operation.params_hash)
+        .bind(&operation.plan)
+        .bind(&operation.requester)
+        .bind(operation.platform.as_str())
+        .bind(&operation.channel)
+        .bind(operation.state.as_str())
+        .bind(i64::from(operation.approvals_needed))
+        .bind(roles.join(","))
+        .bind(to_text(operation.created_at))
+        .bind(operation.expires_at.map(to_text))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("recording an operation"))?;
+        Ok(id)
+    }
+
+    /// One operation.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or the row is unreadable.
+    pub async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("reading an operation"))?;
+        row.as_ref().map(read_operation).transpose()
+    }
+
+    /// Operations in a state, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn operations_in_state(&self, state: OpState) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations WHERE state = $1 ORDER BY id"))
+        .bind(state.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("listing operations"))?;
+        rows.iter().map(read_operation).collect()
+    }
+
+    /// The newest operations of an environment (or all), newest first.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn recent_operations(&self, env: Option<&str>, limit: i64) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = match env {
+            Some(env) => sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations WHERE env = $1 ORDER BY id DESC LIMIT $2"))
+            .bind(env)
+            .bind(limit),
+            None => sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations ORDER BY id DESC LIMIT $1"))
+            .bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("listing operations"))?;
+        rows.iter().map(read_operation).collect()
+    }
+
+    /// Moves an operation to `to` only if it is in one of `from` — a
+    /// compare-and-set, so two replicas (or a click racing the expiry) never
+    /// both win. Returns whether this call made the change.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn transition(
+        &self,
+        id: i64,
+        from: OpState,
+        to: OpState,
+        now: DateTime<Utc>,
+        outcome: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (started, finished) = match to {
+            OpState::Running => (Some(to_text(now)), None),
+            state if state.is_final() => (None, Some(to_text(now))),
+            _ => (None, None),
+        };
+        let result = sqlx::query(
+            "UPDATE operations SET state = $1, started_at = COALESCE($2, started_at), finished_at = COALESCE($3, finished_at), outcome = COALESCE($4, outcome) \
+             WHERE id = $5 AND state = $6",
+        )
+        .bind(to.as_str())
+        .bind(started)
+        .bind(finished)
+        .bind(outcome)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("changing an operation's state"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Replaces the stored plan (once the executor resolved it further).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn set_plan(&self, id: i64, plan: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE operations SET plan = $1 WHERE id = $2")
+            .bind(plan)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("saving a plan"))?;
+        Ok(())
+    }
+
+    /// Journals a step before it runs.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn start_step(
+        &self,
+        op_id: i64,
+        idx: i64,
+        kind: &str,
+        title: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operation_steps (op_id, idx, kind, title, state, started_at, detail) VALUES ($1, $2, $3, $4, 'running', $5, '')",
+        )
+        .bind(op_id)
+        .bind(idx)
+        .bind(kind)
+        .bind(title)
+        .bind(to_text(now))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("journaling a step"))?;
+        Ok(())
+    }
+
+    /// Records how a step ended.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn finish_step(
+        &self,
+        op_id: i64,
+        idx: i64,
+        state: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE operation_steps SET state = $1, detail = $2, finished_at = $3 WHERE op_id = $4 AND idx = $5",
+        )
+        .bind(state)
+        .bind(detail)
+        .bind(to_text(now))
+        .bind(op_id)
+        .bind(idx)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("journaling a step"))?;
+        Ok(())
+    }
+
+    /// An operation's journal, in order.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn steps(&self, op_id: i64) -> Result<Vec<StepRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, kind, title, state, started_at, finished_at, detail FROM operation_steps WHERE op_id = $1 ORDER BY idx",
+        )
+        .bind(op_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("reading a journal"))?;
+        rows.iter()
+            .map(|row| {
+                let started_at: String = column(row, "started_at")?;
+                Ok(StepRecord {
+                    idx: column(row, "idx")?,
+                    kind: column(row, "kind")?,
+                    title: column(row, "title")?,
+                    state: column(row, "state")?,
+                    started_at: from_text("started_at", &started_at)?,
+                    finished_at: optional_time("finished_at", column(row, "finished_at")?)?,
+                    detail: column(row, "detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Remembers the chat message that shows an operation on a platform.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn set_message(&self, op_id: i64, platform: Platform, channel: &str, message_ref: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operation_messages (op_id, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (op_id, platform) DO UPDATE SET channel = $3, message_ref = $4",
+        )
+        .bind(op_id)
+        .bind(platform.as_str())
+        .bind(channel)
+        .bind(message_ref)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("remembering a message"))?;
+        Ok(())
+    }
+
+    /// The chat message of an operation on a platform: (channel, message ref).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn message_of(&self, op_id: i64, platform: Platform) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT channel, message_ref FROM operation_messages WHERE op_id = $1 AND platform = $2")
+            .bind(op_id)
+            .bind(platform.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("finding a message"))?;
+        row.map(|row| Ok((column(&row, "channel")?, column(&row, "message_ref")?)))
+            .transpose()
+    }
+
+    /// The operation a chat message shows, if any: how a reaction is
+    /// matched to what it approves.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn operation_of_message(&self, platform: Platform, channel: &str, message_ref: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT op_id FROM operation_messages WHERE platform = $1 AND channel = $2 AND message_ref = $3",
+        )
+        .bind(platform.as_str())
+        .bind(channel)
+        .bind(message_ref)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("finding an operation by message"))
+    }
+
+    /// Records (or renews) an approval.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn add_approval(
+        &self,
+        op_id: i64,
+        approver: &UserName,
+        params_hash: &str,
+        platform: Platform,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO approvals (op_id, approver, params_hash, platform, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (op_id, approver) DO UPDATE SET params_hash = $3, platform = $4, created_at = $5, withdrawn_at = NULL",
+        )
+        .bind(op_id)
+        .bind(approver.as_str())
+        .bind(params_hash)
+        .bind(platform.as_str())
+        .bind(to_text(now))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("recording an approval"))?;
+        Ok(())
+    }
+
+    /// Withdraws an approval.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn withdraw_approval(&self, op_id: i64, approver: &UserName, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE approvals SET withdrawn_at = $1 WHERE op_id = $2 AND approver = $3 AND withdrawn_at IS NULL",
+        )
+        .bind(to_text(now))
+        .bind(op_id)
+        .bind(approver.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("withdrawing an approval"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// An operation's approvals, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn approvals(&self, op_id: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT approver, params_hash, withdrawn_at FROM approvals WHERE op_id = $1 ORDER BY created_at, approver",
+        )
+        .bind(op_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("reading approvals"))?;
+        rows.iter()
+            .map(|row| {
+                let approver: String = column(row, "approver")?;
+                let withdrawn_at: Option<String> = column(row, "withdrawn_at")?;
+                Ok(ApprovalRecord {
+                    approver: UserName::new(approver),
+                    params_hash: column(row, "params_hash")?,
+                    withdrawn: withdrawn_at.is_some(),
+                })
+            })
+            .collect()
+    }
+}
