@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::chat::Outbound;
-use crate::config::Config;
 use crate::chat::Outbox;
+use crate::config::Config;
 use crate::names::Platform;
 use crate::policy::OpState;
 use crate::store::{AuditEntry, NewAuditEntry, Store, StoreError};
@@ -128,21 +128,37 @@ impl AuditEvent {
         match self {
             AuditEvent::Refused { reason } => ("refused".into(), first_line(reason)),
             AuditEvent::DryRun => ("no change".into(), String::new()),
-            AuditEvent::Requested { approvals_needed: 0 } => ("approved".into(), "no approval needed".into()),
+            AuditEvent::Requested {
+                approvals_needed: 0,
+            } => ("approved".into(), "no approval needed".into()),
             AuditEvent::Requested { approvals_needed } => (
                 "pending".into(),
                 format!("needs {approvals_needed} approval(s)"),
             ),
-            AuditEvent::Approved { approver, have, need } => (
-                if have >= need { "approved".into() } else { "pending".into() },
+            AuditEvent::Approved {
+                approver,
+                have,
+                need,
+            } => (
+                if have >= need {
+                    "approved".into()
+                } else {
+                    "pending".into()
+                },
                 format!("by {approver} ({have} of {need})"),
             ),
-            AuditEvent::ApprovalWithdrawn { approver } => ("pending".into(), format!("by {approver}")),
+            AuditEvent::ApprovalWithdrawn { approver } => {
+                ("pending".into(), format!("by {approver}"))
+            }
             AuditEvent::Rejected { by } => ("rejected".into(), format!("by {by}")),
             AuditEvent::Cancelled { by } => ("cancelled".into(), format!("by {by}")),
             AuditEvent::Expired => ("expired".into(), "not approved in time".into()),
             AuditEvent::Started => ("running".into(), String::new()),
-            AuditEvent::StepSucceeded { idx, title, elapsed_ms } => (
+            AuditEvent::StepSucceeded {
+                idx,
+                title,
+                elapsed_ms,
+            } => (
                 "ok".into(),
                 format!("step {} {title} ({elapsed_ms} ms)", idx + 1),
             ),
@@ -309,7 +325,10 @@ impl fmt::Display for ChainProblem {
                 formatter,
                 "audit entry {seq} was altered: its contents do not match its hash"
             ),
-            ChainProblem::Deleted { seq, found: Some(found) } => write!(
+            ChainProblem::Deleted {
+                seq,
+                found: Some(found),
+            } => write!(
                 formatter,
                 "audit entry {seq} was deleted: entry {found} follows entry {}",
                 seq - 1
@@ -332,7 +351,11 @@ impl fmt::Display for ChainProblem {
 ///
 /// # Errors
 /// The first entry that was altered, deleted or reordered.
-pub fn verify_chain(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<usize, ChainProblem> {
+pub fn verify_chain(
+    entries: &[AuditEntry],
+    head_seq: i64,
+    head_hash: &str,
+) -> Result<usize, ChainProblem> {
     let mut prev_hash = "genesis".to_string();
     let mut expected_seq = 1;
     for stored in entries {
@@ -358,7 +381,9 @@ pub fn verify_chain(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> R
         });
     }
     if head_hash != prev_hash {
-        return Err(ChainProblem::Altered { seq: expected_seq - 1 });
+        return Err(ChainProblem::Altered {
+            seq: expected_seq - 1,
+        });
     }
     Ok(entries.len())
 }

@@ -64,7 +64,9 @@ pub async fn handle_request(app: &Arc<App>, request: Request) -> Answer {
         match app.store.first_delivery(&key, now).await {
             Ok(false) => return Answer::Duplicate,
             Ok(true) => {}
-            Err(error) => tracing::warn!(error = %error, "cannot record delivery; continuing without dedupe"),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot record delivery; continuing without dedupe")
+            }
         }
     }
     let sender = Sender::identify(app, request.platform, &request.user_id, &request.channel);
@@ -90,7 +92,11 @@ struct RefusedRequest {
 impl RefusedRequest {
     fn to_reply(&self) -> Reply {
         let mut lines = self.message.lines().map(str::to_string);
-        let mut reply = Reply::new(self.title.clone(), self.tone, lines.next().unwrap_or_default());
+        let mut reply = Reply::new(
+            self.title.clone(),
+            self.tone,
+            lines.next().unwrap_or_default(),
+        );
         reply.lines = lines.collect();
         reply
     }
@@ -110,14 +116,24 @@ fn refusal(command: &str, env: &str, message: impl Into<String>) -> RefusedReque
     }
 }
 
-async fn accept(app: &Arc<App>, sender: &Sender, text: &str, now: DateTime<Utc>) -> Result<Answer, RefusedRequest> {
-    let action = parse_action(text, &app.catalog, &app.config).map_err(|error| parse_refusal(app, text, &error))?;
+async fn accept(
+    app: &Arc<App>,
+    sender: &Sender,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<Answer, RefusedRequest> {
+    let action = parse_action(text, &app.catalog, &app.config)
+        .map_err(|error| parse_refusal(app, text, &error))?;
     let spec = app
         .catalog
         .get(action.command.as_str())
         .ok_or_else(|| refusal("", "", "unknown command"))?;
     let command = spec.name.to_string();
-    let env_text = action.env.as_ref().map(ToString::to_string).unwrap_or_default();
+    let env_text = action
+        .env
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     let grant = policy::check_request(spec, action.env.as_ref(), sender.user.as_ref(), &app.config)
         .map_err(|error| refusal(&command, &env_text, error.to_string()))?;
     if spec.mutating
@@ -128,7 +144,10 @@ async fn accept(app: &Arc<App>, sender: &Sender, text: &str, now: DateTime<Utc>)
             .map_err(|gate| refusal(&command, &env_text, gate.message()))?;
     }
     let requester = sender.name();
-    let environment = action.env.as_ref().and_then(|env| app.config.environment(env.as_str()));
+    let environment = action
+        .env
+        .as_ref()
+        .and_then(|env| app.config.environment(env.as_str()));
     let input = OperationInput {
         action: &action,
         spec,
@@ -142,11 +161,18 @@ async fn accept(app: &Arc<App>, sender: &Sender, text: &str, now: DateTime<Utc>)
     if action.dry_run {
         let context = context_of_sender(sender, &command, &env_text, 0);
         record_audit(app, &context, AuditEvent::DryRun, now).await;
-        return Ok(Answer::Private(message::dry_run_reply(&command_line, &plan)));
+        return Ok(Answer::Private(message::dry_run_reply(
+            &command_line,
+            &plan,
+        )));
     }
     let needs_approval = grant.approvals > 0;
     let expires_at = needs_approval
-        .then(|| chrono::Duration::from_std(grant.expires).ok().map(|expiry| now + expiry))
+        .then(|| {
+            chrono::Duration::from_std(grant.expires)
+                .ok()
+                .map(|expiry| now + expiry)
+        })
         .flatten();
     let new_operation = NewOperation {
         command: command.clone(),
@@ -157,21 +183,37 @@ async fn accept(app: &Arc<App>, sender: &Sender, text: &str, now: DateTime<Utc>)
         requester: requester.clone(),
         platform: sender.platform,
         channel: sender.channel.clone(),
-        state: if needs_approval { OpState::Pending } else { OpState::Approved },
+        state: if needs_approval {
+            OpState::Pending
+        } else {
+            OpState::Approved
+        },
         approvals_needed: grant.approvals,
         approver_roles: grant.approvers.clone(),
         created_at: now,
         expires_at,
     };
-    let op_id = app.store.insert_operation(&new_operation).await.map_err(|error| {
-        refusal(
-            &command,
-            &env_text,
-            format!("cannot record the operation, so nothing was run: {error}"),
-        )
-    })?;
+    let op_id = app
+        .store
+        .insert_operation(&new_operation)
+        .await
+        .map_err(|error| {
+            refusal(
+                &command,
+                &env_text,
+                format!("cannot record the operation, so nothing was run: {error}"),
+            )
+        })?;
     let context = context_of_sender(sender, &command, &env_text, op_id);
-    record_audit(app, &context, AuditEvent::Requested { approvals_needed: grant.approvals }, now).await;
+    record_audit(
+        app,
+        &context,
+        AuditEvent::Requested {
+            approvals_needed: grant.approvals,
+        },
+        now,
+    )
+    .await;
     if spec.mutating {
         // A read-only report appears when it starts running; a queued
         // state would only be noise.
@@ -201,7 +243,15 @@ fn parse_refusal(app: &App, text: &str, error: &ParseError) -> RefusedRequest {
 
 async fn audit_refusal(app: &App, sender: &Sender, refused: &RefusedRequest, now: DateTime<Utc>) {
     let context = context_of_sender(sender, &refused.command, &refused.env, 0);
-    record_audit(app, &context, AuditEvent::Refused { reason: refused.message.clone() }, now).await;
+    record_audit(
+        app,
+        &context,
+        AuditEvent::Refused {
+            reason: refused.message.clone(),
+        },
+        now,
+    )
+    .await;
 }
 
 fn context_of_sender(sender: &Sender, command: &str, env: &str, op_id: i64) -> AuditContext {
@@ -217,13 +267,20 @@ fn context_of_sender(sender: &Sender, command: &str, env: &str, op_id: i64) -> A
 
 /// Records an audit event; a store failure is logged, never hidden.
 async fn record_audit(app: &App, context: &AuditContext, event: AuditEvent, now: DateTime<Utc>) {
-    if let Err(error) = audit::record(&app.store, &app.outbox, &app.config, context, event, now).await {
+    if let Err(error) =
+        audit::record(&app.store, &app.outbox, &app.config, context, event, now).await
+    {
         tracing::error!(error = %error, op_id = context.op_id, "cannot write audit entry");
     }
 }
 
 /// Records an audit event about an operation, acted on by `actor`.
-pub async fn audit_operation(app: &App, operation: &OperationRecord, actor: &str, event: AuditEvent) {
+pub async fn audit_operation(
+    app: &App,
+    operation: &OperationRecord,
+    actor: &str,
+    event: AuditEvent,
+) {
     let context = AuditContext {
         actor: actor.to_string(),
         platform: operation.platform,
@@ -280,30 +337,41 @@ pub struct Feedback {
 
 impl Feedback {
     fn applied(text: impl Into<String>) -> Feedback {
-        Feedback { applied: true, text: text.into() }
+        Feedback {
+            applied: true,
+            text: text.into(),
+        }
     }
 
     fn refused(text: impl Into<String>) -> Feedback {
-        Feedback { applied: false, text: text.into() }
+        Feedback {
+            applied: false,
+            text: text.into(),
+        }
     }
 }
 
 /// Loads what policy needs about an operation.
-async fn load_for_approval(app: &App, op_id: i64) -> Result<(OperationRecord, Vec<policy::ApprovalRecord>), Feedback> {
+async fn load_for_approval(
+    app: &App,
+    op_id: i64,
+) -> Result<(OperationRecord, Vec<policy::ApprovalRecord>), Feedback> {
     let operation = match app.store.operation(op_id).await {
         Ok(Some(operation)) => operation,
         Ok(None) => return Err(Feedback::refused(format!("there is no operation #{op_id}"))),
         Err(error) => return Err(Feedback::refused(format!("cannot read #{op_id}: {error}"))),
     };
-    let approvals = app
-        .store
-        .approvals(op_id)
-        .await
-        .map_err(|error| Feedback::refused(format!("cannot read #{op_id}'s approvals: {error}")))?;
+    let approvals =
+        app.store.approvals(op_id).await.map_err(|error| {
+            Feedback::refused(format!("cannot read #{op_id}'s approvals: {error}"))
+        })?;
     Ok((operation, approvals))
 }
 
-fn view<'a>(operation: &'a OperationRecord, approvals: &'a [policy::ApprovalRecord]) -> ApprovalView<'a> {
+fn view<'a>(
+    operation: &'a OperationRecord,
+    approvals: &'a [policy::ApprovalRecord],
+) -> ApprovalView<'a> {
     ApprovalView {
         op_id: operation.id,
         state: operation.state,
@@ -319,36 +387,61 @@ fn view<'a>(operation: &'a OperationRecord, approvals: &'a [policy::ApprovalReco
 /// Approves an operation. `presented_hash` is the parameters hash the
 /// approver saw (a button carries it); `None` means the operation's
 /// message itself (a reaction), which shows exactly its parameters.
-pub async fn approve(app: &Arc<App>, sender: &Sender, op_id: i64, presented_hash: Option<&str>) -> Feedback {
+pub async fn approve(
+    app: &Arc<App>,
+    sender: &Sender,
+    op_id: i64,
+    presented_hash: Option<&str>,
+) -> Feedback {
     let (operation, approvals) = match load_for_approval(app, op_id).await {
         Ok(loaded) => loaded,
         Err(feedback) => return feedback,
     };
     let now = app.now();
     let hash = presented_hash.unwrap_or(&operation.params_hash).to_string();
-    if let Err(error) = policy::check_approval(&view(&operation, &approvals), sender.user.as_ref(), &hash, now) {
+    if let Err(error) = policy::check_approval(
+        &view(&operation, &approvals),
+        sender.user.as_ref(),
+        &hash,
+        now,
+    ) {
         return Feedback::refused(error.to_string());
     }
     let Some(approver) = &sender.user else {
         return Feedback::refused("you have no role in Deckhand");
     };
-    if let Err(error) = app.store.add_approval(op_id, &approver.name, &hash, sender.platform, now).await {
+    if let Err(error) = app
+        .store
+        .add_approval(op_id, &approver.name, &hash, sender.platform, now)
+        .await
+    {
         return Feedback::refused(format!("cannot record your approval: {error}"));
     }
     let approvals = match app.store.approvals(op_id).await {
         Ok(approvals) => approvals,
-        Err(error) => return Feedback::refused(format!("cannot read #{op_id}'s approvals: {error}")),
+        Err(error) => {
+            return Feedback::refused(format!("cannot read #{op_id}'s approvals: {error}"));
+        }
     };
     let current = view(&operation, &approvals);
     let (have, need) = (current.count(), current.needed);
-    audit_operation(app, &operation, &approver.name.to_string(), AuditEvent::Approved {
-        approver: approver.name.to_string(),
-        have,
-        need,
-    })
+    audit_operation(
+        app,
+        &operation,
+        &approver.name.to_string(),
+        AuditEvent::Approved {
+            approver: approver.name.to_string(),
+            have,
+            need,
+        },
+    )
     .await;
     if current.is_approved() {
-        match app.store.transition(op_id, OpState::Pending, OpState::Approved, now, None).await {
+        match app
+            .store
+            .transition(op_id, OpState::Pending, OpState::Approved, now, None)
+            .await
+        {
             Ok(true) => {
                 publish_operation(app, op_id).await;
                 let runner = Arc::clone(app);
@@ -360,7 +453,9 @@ pub async fn approve(app: &Arc<App>, sender: &Sender, op_id: i64, presented_hash
         }
     }
     publish_operation(app, op_id).await;
-    Feedback::applied(format!("you approved #{op_id} ({have} of {need} approvals)"))
+    Feedback::applied(format!(
+        "you approved #{op_id} ({have} of {need} approvals)"
+    ))
 }
 
 /// Rejects an operation (an approver), or cancels it (its requester).
@@ -370,10 +465,11 @@ pub async fn reject(app: &Arc<App>, sender: &Sender, op_id: i64) -> Feedback {
         Err(feedback) => return feedback,
     };
     let now = app.now();
-    let refusal = match policy::check_rejection(&view(&operation, &approvals), sender.user.as_ref(), now) {
-        Ok(refusal) => refusal,
-        Err(error) => return Feedback::refused(error.to_string()),
-    };
+    let refusal =
+        match policy::check_rejection(&view(&operation, &approvals), sender.user.as_ref(), now) {
+            Ok(refusal) => refusal,
+            Err(error) => return Feedback::refused(error.to_string()),
+        };
     let name = sender.name();
     let (state, event, text) = match refusal {
         Refusal::Rejected => (
@@ -388,7 +484,11 @@ pub async fn reject(app: &Arc<App>, sender: &Sender, op_id: i64) -> Feedback {
         ),
     };
     let outcome = format!("{} by {name}", state);
-    match app.store.transition(op_id, OpState::Pending, state, now, Some(&outcome)).await {
+    match app
+        .store
+        .transition(op_id, OpState::Pending, state, now, Some(&outcome))
+        .await
+    {
         Ok(true) => {
             audit_operation(app, &operation, &name, event).await;
             publish_operation(app, op_id).await;
@@ -411,11 +511,20 @@ pub async fn withdraw(app: &Arc<App>, sender: &Sender, op_id: i64) -> Feedback {
     if let Err(error) = policy::check_withdrawal(&view(&operation, &approvals), user) {
         return Feedback::refused(error.to_string());
     }
-    match app.store.withdraw_approval(op_id, &user.name, app.now()).await {
+    match app
+        .store
+        .withdraw_approval(op_id, &user.name, app.now())
+        .await
+    {
         Ok(true) => {
-            audit_operation(app, &operation, user.name.as_str(), AuditEvent::ApprovalWithdrawn {
-                approver: user.name.to_string(),
-            })
+            audit_operation(
+                app,
+                &operation,
+                user.name.as_str(),
+                AuditEvent::ApprovalWithdrawn {
+                    approver: user.name.to_string(),
+                },
+            )
             .await;
             publish_operation(app, op_id).await;
             Feedback::applied(format!("you withdrew your approval of #{op_id}"))
@@ -435,8 +544,21 @@ pub async fn expire_due(app: &App) {
                 if !due {
                     continue;
                 }
-                let outcome = format!("expired at {} UTC without enough approvals", now.format("%H:%M"));
-                if let Ok(true) = app.store.transition(operation.id, OpState::Pending, OpState::Expired, now, Some(&outcome)).await {
+                let outcome = format!(
+                    "expired at {} UTC without enough approvals",
+                    now.format("%H:%M")
+                );
+                if let Ok(true) = app
+                    .store
+                    .transition(
+                        operation.id,
+                        OpState::Pending,
+                        OpState::Expired,
+                        now,
+                        Some(&outcome),
+                    )
+                    .await
+                {
                     audit_operation(app, &operation, "deckhand", AuditEvent::Expired).await;
                     publish_operation(app, operation.id).await;
                 }
@@ -478,7 +600,12 @@ pub async fn recover_interrupted(app: &App) {
         };
         for operation in operations {
             let steps = app.store.steps(operation.id).await.unwrap_or_default();
-            let outcome = match steps.iter().rev().find(|step| step.state == "running").or(steps.last()) {
+            let outcome = match steps
+                .iter()
+                .rev()
+                .find(|step| step.state == "running")
+                .or(steps.last())
+            {
                 Some(step) => format!(
                     "Deckhand stopped during step {} ({}); check the environment, then request it again",
                     step.idx + 1,
@@ -486,14 +613,29 @@ pub async fn recover_interrupted(app: &App) {
                 ),
                 None => "Deckhand stopped before it started; request it again".to_string(),
             };
-            if let Ok(true) = app.store.transition(operation.id, state, OpState::Interrupted, now, Some(&outcome)).await {
+            if let Ok(true) = app
+                .store
+                .transition(
+                    operation.id,
+                    state,
+                    OpState::Interrupted,
+                    now,
+                    Some(&outcome),
+                )
+                .await
+            {
                 if let Some(env) = &operation.env {
                     let _ = app.store.unlock(env, operation.id).await;
                 }
-                audit_operation(app, &operation, "deckhand", AuditEvent::Finished {
-                    state: OpState::Interrupted,
-                    summary: outcome,
-                })
+                audit_operation(
+                    app,
+                    &operation,
+                    "deckhand",
+                    AuditEvent::Finished {
+                        state: OpState::Interrupted,
+                        summary: outcome,
+                    },
+                )
                 .await;
                 publish_operation(app, operation.id).await;
             }

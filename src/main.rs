@@ -109,7 +109,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Console { config, user } => console(&config.config, &user).await,
         Command::Serve(arg) => serve(&arg.config).await,
         Command::Audit { command } => match command {
-            AuditCommand::List { config, env, limit } => audit_list(&config.config, env.as_deref(), limit).await,
+            AuditCommand::List { config, env, limit } => {
+                audit_list(&config.config, env.as_deref(), limit).await
+            }
             AuditCommand::Verify(arg) => audit_verify(&arg.config).await,
         },
     }
@@ -129,7 +131,11 @@ fn load_or_report(path: &Path) -> anyhow::Result<(Config, Catalog)> {
 fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok((config, catalog)) => {
-            println!("ok: {} commands, {} environments", catalog.len(), config.environments.len());
+            println!(
+                "ok: {} commands, {} environments",
+                catalog.len(),
+                config.environments.len()
+            );
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -142,7 +148,9 @@ fn check(path: &Path) -> ExitCode {
 
 async fn open(path: &Path) -> anyhow::Result<Arc<App>> {
     let (config, catalog) = load_or_report(path)?;
-    let app = App::open(config, catalog).await.context("opening the store")?;
+    let app = App::open(config, catalog)
+        .await
+        .context("opening the store")?;
     Ok(app)
 }
 
@@ -163,7 +171,11 @@ async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let app = open(path).await?;
     flow::start_background(&app).await;
-    tracing::info!(environments = app.config.environments.len(), commands = app.catalog.len(), "deckhand serving");
+    tracing::info!(
+        environments = app.config.environments.len(),
+        commands = app.catalog.len(),
+        "deckhand serving"
+    );
     wait_for_signal().await?;
     tracing::info!("shutting down: waiting for running operations to reach a step boundary");
     app.request_shutdown();
@@ -185,7 +197,11 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 async fn audit_list(path: &Path, env: Option<&str>, limit: i64) -> anyhow::Result<ExitCode> {
     let app = open(path).await?;
-    let entries = app.store.audit_entries(env, limit.max(1)).await.context("reading the audit log")?;
+    let entries = app
+        .store
+        .audit_entries(env, limit.max(1))
+        .await
+        .context("reading the audit log")?;
     for entry in entries.iter().rev() {
         println!("{}", audit::format_entry(entry));
     }
@@ -195,7 +211,11 @@ async fn audit_list(path: &Path, env: Option<&str>, limit: i64) -> anyhow::Resul
 
 async fn audit_verify(path: &Path) -> anyhow::Result<ExitCode> {
     let app = open(path).await?;
-    let (entries, head_seq, head_hash) = app.store.audit_chain().await.context("reading the audit log")?;
+    let (entries, head_seq, head_hash) = app
+        .store
+        .audit_chain()
+        .await
+        .context("reading the audit log")?;
     app.store.close().await;
     match audit::verify_chain(&entries, head_seq, &head_hash) {
         Ok(count) => {

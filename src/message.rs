@@ -30,7 +30,11 @@ pub struct OperationView<'a> {
 /// The operation's message.
 pub fn operation_reply(view: &OperationView<'_>) -> Reply {
     let operation = view.operation;
-    let mut reply = Reply::new(title(operation, view.plan), tone(operation.state), status(view));
+    let mut reply = Reply::new(
+        title(operation, view.plan),
+        tone(operation.state),
+        status(view),
+    );
     let read_only = view.spec.is_some_and(|spec| !spec.mutating);
     if !read_only {
         reply.fields.extend(view.plan.lines());
@@ -42,7 +46,9 @@ pub fn operation_reply(view: &OperationView<'_>) -> Reply {
         .map(|approval| format!("@{}", approval.approver))
         .collect();
     if !approved_by.is_empty() {
-        reply.fields.push(("approved by".to_string(), approved_by.join(", ")));
+        reply
+            .fields
+            .push(("approved by".to_string(), approved_by.join(", ")));
     }
     reply.steps = step_lines(view);
     if read_only {
@@ -62,7 +68,9 @@ pub fn operation_reply(view: &OperationView<'_>) -> Reply {
             },
             Button {
                 label: "Reject".to_string(),
-                action: ButtonAction::Reject { op_id: operation.id },
+                action: ButtonAction::Reject {
+                    op_id: operation.id,
+                },
             },
         ];
     }
@@ -99,7 +107,10 @@ fn title(operation: &OperationRecord, plan: &Plan) -> String {
     if target.is_empty() {
         format!("{name} #{} · @{}", operation.id, operation.requester)
     } else {
-        format!("{name} #{} · {target} · @{}", operation.id, operation.requester)
+        format!(
+            "{name} #{} · {target} · @{}",
+            operation.id, operation.requester
+        )
     }
 }
 
@@ -108,7 +119,9 @@ fn tone(state: OpState) -> Tone {
         OpState::Pending => Tone::Waiting,
         OpState::Approved | OpState::Running => Tone::Working,
         OpState::Succeeded => Tone::Success,
-        OpState::RolledBack | OpState::Interrupted | OpState::Expired | OpState::Cancelled => Tone::Warning,
+        OpState::RolledBack | OpState::Interrupted | OpState::Expired | OpState::Cancelled => {
+            Tone::Warning
+        }
         OpState::Rejected | OpState::Failed => Tone::Failure,
     }
 }
@@ -133,7 +146,11 @@ fn status(view: &OperationView<'_>) -> String {
                 approver_roles: &operation.approver_roles,
                 approvals: view.approvals,
             };
-            let roles: Vec<&str> = operation.approver_roles.iter().map(|role| role.as_str()).collect();
+            let roles: Vec<&str> = operation
+                .approver_roles
+                .iter()
+                .map(|role| role.as_str())
+                .collect();
             format!(
                 "awaiting approval: {} of {} from role {} (not @{}) · expires {} · react ✅ to approve, ❌ to reject",
                 approval.count(),
@@ -148,7 +165,9 @@ fn status(view: &OperationView<'_>) -> String {
             Some(step) => format!(
                 "running step {} of {}: {}",
                 step.idx + 1,
-                view.spec.map(|spec| spec.steps.len()).unwrap_or(view.steps.len()),
+                view.spec
+                    .map(|spec| spec.steps.len())
+                    .unwrap_or(view.steps.len()),
                 step.title
             ),
             None => "running".to_string(),
@@ -172,7 +191,11 @@ fn step_lines(view: &OperationView<'_>) -> Vec<StepLine> {
         .into_iter()
         .enumerate()
         .map(|(step_idx, title)| {
-            match view.steps.iter().find(|step| usize::try_from(step.idx).ok() == Some(step_idx)) {
+            match view
+                .steps
+                .iter()
+                .find(|step| usize::try_from(step.idx).ok() == Some(step_idx))
+            {
                 Some(step) => StepLine {
                     title: step.title.clone(),
                     status: StepStatus::from_name(&step.state),
@@ -183,7 +206,11 @@ fn step_lines(view: &OperationView<'_>) -> Vec<StepLine> {
                 },
                 None => StepLine {
                     title,
-                    status: if finished { StepStatus::Skipped } else { StepStatus::Pending },
+                    status: if finished {
+                        StepStatus::Skipped
+                    } else {
+                        StepStatus::Pending
+                    },
                     elapsed: None,
                     detail: String::new(),
                 },

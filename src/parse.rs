@@ -156,7 +156,13 @@ impl Action {
         let mut hasher = Sha256::new();
         hasher.update(self.command.as_str().as_bytes());
         hasher.update([0]);
-        hasher.update(self.env.as_ref().map(EnvName::as_str).unwrap_or("").as_bytes());
+        hasher.update(
+            self.env
+                .as_ref()
+                .map(EnvName::as_str)
+                .unwrap_or("")
+                .as_bytes(),
+        );
         for (name, value) in self.args.iter() {
             hasher.update([0]);
             hasher.update(name.as_bytes());
@@ -305,20 +311,30 @@ pub enum ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::Empty => write!(formatter, "empty command; type /help to see what Deckhand can do"),
+            ParseError::Empty => write!(
+                formatter,
+                "empty command; type /help to see what Deckhand can do"
+            ),
             ParseError::TooLong { chars } => write!(
                 formatter,
                 "input is {chars} characters long; the limit is {MAX_INPUT_CHARS}"
             ),
-            ParseError::ControlCharacter { character: '\n' | '\r' } => {
-                write!(formatter, "input contains a line break; a command is a single line")
+            ParseError::ControlCharacter {
+                character: '\n' | '\r',
+            } => {
+                write!(
+                    formatter,
+                    "input contains a line break; a command is a single line"
+                )
             }
             ParseError::ControlCharacter { character } => write!(
                 formatter,
                 "input contains a control character ({}); remove it and try again",
                 code_point(*character)
             ),
-            ParseError::Typographic { character: character @ ('\u{2013}' | '\u{2014}') } => write!(
+            ParseError::Typographic {
+                character: character @ ('\u{2013}' | '\u{2014}'),
+            } => write!(
                 formatter,
                 "input contains the dash {character} ({}); write flags with two plain hyphens, as in --dry-run",
                 code_point(*character)
@@ -341,42 +357,60 @@ impl fmt::Display for ParseError {
                 formatter,
                 "commands start with /, as in /deploy staging develop; type /help for the list"
             ),
-            ParseError::UnknownCommand { name, suggestion: Some(suggestion) } => write!(
+            ParseError::UnknownCommand {
+                name,
+                suggestion: Some(suggestion),
+            } => write!(
                 formatter,
                 "unknown command /{name}; did you mean /{suggestion}?"
             ),
-            ParseError::UnknownCommand { name, suggestion: None } => write!(
+            ParseError::UnknownCommand {
+                name,
+                suggestion: None,
+            } => write!(
                 formatter,
                 "unknown command /{name}; type /help for the list"
             ),
             ParseError::UsageRequested { help } => write!(formatter, "{help}"),
-            ParseError::MissingArgument { arg, expected, usage } => write!(
-                formatter,
-                "missing <{arg}>: {expected}\nusage: {usage}"
-            ),
+            ParseError::MissingArgument {
+                arg,
+                expected,
+                usage,
+            } => write!(formatter, "missing <{arg}>: {expected}\nusage: {usage}"),
             ParseError::TooManyArguments { extra, usage } => write!(
                 formatter,
                 "too many arguments: \"{extra}\" is not expected\nusage: {usage}"
             ),
-            ParseError::UnknownFlag { flag, command, accepted } if accepted.is_empty() => write!(
-                formatter,
-                "unknown flag {flag}; /{command} takes no flags"
-            ),
-            ParseError::UnknownFlag { flag, command, accepted } => write!(
+            ParseError::UnknownFlag {
+                flag,
+                command,
+                accepted,
+            } if accepted.is_empty() => {
+                write!(formatter, "unknown flag {flag}; /{command} takes no flags")
+            }
+            ParseError::UnknownFlag {
+                flag,
+                command,
+                accepted,
+            } => write!(
                 formatter,
                 "unknown flag {flag}; /{command} accepts {}",
                 accepted.join(", ")
             ),
-            ParseError::FlagWithoutValue { flag } => write!(
-                formatter,
-                "{flag} needs a value, as in {flag} VALUE"
-            ),
+            ParseError::FlagWithoutValue { flag } => {
+                write!(formatter, "{flag} needs a value, as in {flag} VALUE")
+            }
             ParseError::Repeated { arg } => write!(formatter, "<{arg}> is given twice"),
             ParseError::LooksLikeFlag { word } => write!(
                 formatter,
                 "\"{word}\" looks like a flag; values may not start with -"
             ),
-            ParseError::ShellSyntax { arg, value, character, expected } => write!(
+            ParseError::ShellSyntax {
+                arg,
+                value,
+                character,
+                expected,
+            } => write!(
                 formatter,
                 "<{arg}> \"{value}\" contains {character}, which is shell syntax and never accepted; <{arg}> must be {expected}"
             ),
@@ -390,7 +424,11 @@ impl fmt::Display for ParseError {
                 "unknown service \"{name}\" in {env}; known: {}",
                 known.join(", ")
             ),
-            ParseError::Invalid { arg, value, expected } => write!(
+            ParseError::Invalid {
+                arg,
+                value,
+                expected,
+            } => write!(
                 formatter,
                 "\"{value}\" is not a valid <{arg}>: it must be {expected}"
             ),
@@ -448,13 +486,24 @@ fn check_characters(text: &str) -> Result<(), ParseError> {
     if let Some(character) = text.chars().find(|character| {
         matches!(
             character,
-            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2013}' | '\u{2014}'
+            '\u{2018}'
+                | '\u{2019}'
+                | '\u{201A}'
+                | '\u{201B}'
+                | '\u{201C}'
+                | '\u{201D}'
+                | '\u{201E}'
+                | '\u{2013}'
+                | '\u{2014}'
         )
     }) {
         return Err(ParseError::Typographic { character });
     }
     if let Some(word) = text.split(' ').find(|word| !word.is_ascii()) {
-        let character = word.chars().find(|character| !character.is_ascii()).unwrap_or('?');
+        let character = word
+            .chars()
+            .find(|character| !character.is_ascii())
+            .unwrap_or('?');
         return Err(ParseError::NonAscii {
             word: word.to_string(),
             character,
@@ -552,7 +601,8 @@ fn assign_words<'a>(
             continue;
         }
         let keyword_arg = spec.args.iter().find(|arg| {
-            !word.quoted && matches!(&arg.position, ArgPosition::Keyword(keyword) if *keyword == word.text)
+            !word.quoted
+                && matches!(&arg.position, ArgPosition::Keyword(keyword) if *keyword == word.text)
         });
         if let Some(arg) = keyword_arg {
             let value = remaining
@@ -678,7 +728,11 @@ fn check_value(
             Some(environment) => Ok(ArgValue::Environment(environment.name.clone())),
             None => Err(ParseError::UnknownEnvironment {
                 name: value.to_string(),
-                known: config.environments.keys().map(ToString::to_string).collect(),
+                known: config
+                    .environments
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect(),
             }),
         },
         Rule::Service => {
@@ -691,7 +745,11 @@ fn check_value(
                 None => Err(ParseError::UnknownService {
                     name: value.to_string(),
                     env: environment.name.to_string(),
-                    known: environment.services.keys().map(ToString::to_string).collect(),
+                    known: environment
+                        .services
+                        .keys()
+                        .map(ToString::to_string)
+                        .collect(),
                 }),
             }
         }
@@ -715,7 +773,9 @@ fn check_value(
             _ => Err(invalid()),
         },
         Rule::Duration { max } => match parse_duration(value) {
-            Some(duration) if !duration.is_zero() && duration <= *max => Ok(ArgValue::Duration(duration)),
+            Some(duration) if !duration.is_zero() && duration <= *max => {
+                Ok(ArgValue::Duration(duration))
+            }
             _ => Err(invalid()),
         },
     }
@@ -724,7 +784,10 @@ fn check_value(
 /// Refuses a value containing shell syntax, as soon as it is matched to
 /// its argument, so the answer names the real problem.
 fn check_shell_syntax(arg: &ArgSpec, value: &str, config: &Config) -> Result<(), ParseError> {
-    match value.chars().find(|character| SHELL_SYNTAX.contains(character)) {
+    match value
+        .chars()
+        .find(|character| SHELL_SYNTAX.contains(character))
+    {
         Some(character) => Err(ParseError::ShellSyntax {
             arg: arg.name.clone(),
             value: value.to_string(),
@@ -755,8 +818,8 @@ fn edit_distance(left: &str, right: &str) -> usize {
     for (row_idx, row) in table.iter_mut().enumerate() {
         row[0] = row_idx;
     }
-    for col_idx in 0..=right.len() {
-        table[0][col_idx] = col_idx;
+    for (col_idx, cell) in table[0].iter_mut().enumerate() {
+        *cell = col_idx;
     }
     for row_idx in 1..=left.len() {
         for col_idx in 1..=right.len() {
@@ -776,7 +839,6 @@ fn edit_distance(left: &str, right: &str) -> usize {
     }
     table[left.len()][right.len()]
 }
-
 
 #[cfg(test)]
 mod tests;

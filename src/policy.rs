@@ -74,7 +74,9 @@ impl OpState {
 
     /// Reads a stored state.
     pub fn from_name(name: &str) -> Option<OpState> {
-        OpState::ALL.into_iter().find(|state| state.as_str() == name)
+        OpState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
     }
 
     /// Whether nothing more will happen to the operation.
@@ -206,7 +208,11 @@ fn roles_text(roles: &[String]) -> String {
     match roles {
         [] => "none".to_string(),
         [one] => format!("role {one}"),
-        many => format!("role {} or {}", many[..many.len() - 1].join(", "), many[many.len() - 1]),
+        many => format!(
+            "role {} or {}",
+            many[..many.len() - 1].join(", "),
+            many[many.len() - 1]
+        ),
     }
 }
 
@@ -220,9 +226,16 @@ impl fmt::Display for PolicyError {
             PolicyError::NoRole { allowed } => write!(
                 formatter,
                 "you have no role in Deckhand, so you may run only {}; ask an admin to add you to config/deckhand.toml",
-                allowed.iter().map(|name| format!("/{name}")).collect::<Vec<_>>().join(", ")
+                allowed
+                    .iter()
+                    .map(|name| format!("/{name}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            PolicyError::NotAllowedHere { command, env: Some(env) } => write!(
+            PolicyError::NotAllowedHere {
+                command,
+                env: Some(env),
+            } => write!(
                 formatter,
                 "/{command} has no policy for {env}, so nobody may run it there"
             ),
@@ -230,12 +243,20 @@ impl fmt::Display for PolicyError {
                 formatter,
                 "/{command} needs an environment, so nobody may run it without one"
             ),
-            PolicyError::NeedRoleToRequest { command, env: Some(env), roles } => write!(
+            PolicyError::NeedRoleToRequest {
+                command,
+                env: Some(env),
+                roles,
+            } => write!(
                 formatter,
                 "you need {} to run /{command} in {env}",
                 roles_text(roles)
             ),
-            PolicyError::NeedRoleToRequest { command, env: None, roles } => write!(
+            PolicyError::NeedRoleToRequest {
+                command,
+                env: None,
+                roles,
+            } => write!(
                 formatter,
                 "you need {} to run /{command}",
                 roles_text(roles)
@@ -294,7 +315,11 @@ pub fn check_request(
 ) -> Result<Grant, PolicyError> {
     let roles = requester.map(|user| user.roles.as_slice()).unwrap_or(&[]);
     if roles.is_empty() {
-        let open = !spec.mutating && config.unmapped_may_run.iter().any(|name| name == spec.name.as_str());
+        let open = !spec.mutating
+            && config
+                .unmapped_may_run
+                .iter()
+                .any(|name| name == spec.name.as_str());
         return if open {
             Ok(Grant {
                 approvals: 0,
@@ -386,7 +411,10 @@ impl ApprovalView<'_> {
     }
 
     fn roles(&self) -> Vec<String> {
-        self.approver_roles.iter().map(ToString::to_string).collect()
+        self.approver_roles
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn check_open(&self, now: DateTime<Utc>) -> Result<(), PolicyError> {
@@ -397,13 +425,18 @@ impl ApprovalView<'_> {
             });
         }
         match self.expires_at {
-            Some(at) if now >= at => Err(PolicyError::Expired { op_id: self.op_id, at }),
+            Some(at) if now >= at => Err(PolicyError::Expired {
+                op_id: self.op_id,
+                at,
+            }),
             _ => Ok(()),
         }
     }
 
     fn holds_approver_role(&self, user: &User) -> bool {
-        user.roles.iter().any(|role| self.approver_roles.contains(role))
+        user.roles
+            .iter()
+            .any(|role| self.approver_roles.contains(role))
     }
 }
 
@@ -440,10 +473,11 @@ pub fn check_approval(
     if presented_hash != view.params_hash {
         return Err(PolicyError::ChangedParameters { op_id: view.op_id });
     }
-    let already = view
-        .approvals
-        .iter()
-        .any(|approval| approval.approver == approver.name && !approval.withdrawn && approval.params_hash == view.params_hash);
+    let already = view.approvals.iter().any(|approval| {
+        approval.approver == approver.name
+            && !approval.withdrawn
+            && approval.params_hash == view.params_hash
+    });
     if already {
         return Err(PolicyError::AlreadyApproved {
             op_id: view.op_id,

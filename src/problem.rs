@@ -176,7 +176,10 @@ impl Source {
             let next = match segment {
                 Segment::Key(name) => cursor.table_like().and_then(|table| {
                     let (found_key, found_item) = table.get_key_value(name)?;
-                    best = found_key.span().or_else(|| found_item.span()).or(best.clone());
+                    best = found_key
+                        .span()
+                        .or_else(|| found_item.span())
+                        .or(best.clone());
                     Some(Cursor::Item(found_item))
                 }),
                 Segment::Index(index) => cursor.element(*index).inspect(|element| {
@@ -244,7 +247,10 @@ mod tests {
     #[test]
     fn locates_nested_keys() {
         let file = source("[store]\nurl = \"x\"\n\n[environments.staging]\nhost = \"stg-1\"\n");
-        let key = KeyPath::root().key("environments").key("staging").key("host");
+        let key = KeyPath::root()
+            .key("environments")
+            .key("staging")
+            .key("host");
         let problem = file.problem(&key, "no Docker host named \"stg-1\"");
         assert_eq!(
             problem.to_string(),
@@ -258,6 +264,9 @@ mod tests {
         let key = KeyPath::root().key("args").index(1).key("rule");
         assert_eq!(file.line_of(&key), Some(6));
         let inline = source("values = [\"a\",\n  \"b\"]\n");
-        assert_eq!(inline.line_of(&KeyPath::root().key("values").index(1)), Some(2));
+        assert_eq!(
+            inline.line_of(&KeyPath::root().key("values").index(1)),
+            Some(2)
+        );
     }
 }

@@ -69,7 +69,8 @@ pub fn redact(text: &str) -> String {
 }
 
 fn redaction_patterns() -> &'static [(regex::Regex, &'static str)] {
-    static PATTERNS: std::sync::OnceLock<Vec<(regex::Regex, &'static str)>> = std::sync::OnceLock::new();
+    static PATTERNS: std::sync::OnceLock<Vec<(regex::Regex, &'static str)>> =
+        std::sync::OnceLock::new();
     PATTERNS.get_or_init(|| {
         let sources: [(&str, &str); 4] = [
             // scheme://user:password@host
@@ -98,11 +99,23 @@ mod redaction_tests {
     #[test]
     fn redacts_secret_looking_values() {
         let cases = [
-            ("DATABASE_URL=postgres://tasktracker:s3cr3t@postgres:5432/db", "DATABASE_URL=postgres://tasktracker:[redacted]@postgres:5432/db"),
+            (
+                "DATABASE_URL=postgres://tasktracker:s3cr3t@postgres:5432/db",
+                "DATABASE_URL=postgres://tasktracker:[redacted]@postgres:5432/db",
+            ),
             ("JWT_SECRET=abc123 started", "JWT_SECRET=[redacted] started"),
-            ("{\"password\": \"hunter2\"}", "{\"password\": \"[redacted]\"}"),
-            ("Authorization: Bearer xoxb-123-456", "Authorization: Bearer [redacted]"),
-            ("token eyJhbGciOi.eyJzdWIiOiIx.SflKxwRJSMeKKF2", "token [redacted]"),
+            (
+                "{\"password\": \"hunter2\"}",
+                "{\"password\": \"[redacted]\"}",
+            ),
+            (
+                "Authorization: Bearer xoxb-123-456",
+                "Authorization: Bearer [redacted]",
+            ),
+            (
+                "token eyJhbGciOi.eyJzdWIiOiIx.SflKxwRJSMeKKF2",
+                "token [redacted]",
+            ),
             ("GET /health 200 12ms", "GET /health 200 12ms"),
         ];
         for (input, expected) in cases {

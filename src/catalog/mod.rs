@@ -215,7 +215,10 @@ impl Catalog {
         let mut paths: Vec<_> = entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "toml")
+            })
             .collect();
         paths.sort();
         let mut sources = Vec::new();
@@ -402,12 +405,18 @@ fn check_command(
     if !is_plain_name(&file.name) {
         problems.0.push(source.problem(
             &root.key("name"),
-            format!("\"{}\" is not a usable command name (lower-case letters, digits, - and _)", file.name),
+            format!(
+                "\"{}\" is not a usable command name (lower-case letters, digits, - and _)",
+                file.name
+            ),
         ));
     } else if file.name != stem {
         problems.0.push(source.problem(
             &root.key("name"),
-            format!("command \"{}\" must live in a file named {}.toml", file.name, file.name),
+            format!(
+                "command \"{}\" must live in a file named {}.toml",
+                file.name, file.name
+            ),
         ));
     }
     let args = check_args(config, source, &file, problems);
@@ -420,7 +429,11 @@ fn check_command(
         ));
     }
     if !file.mutating
-        && let Some((step_idx, step)) = file.steps.iter().enumerate().find(|(_, step)| step.is_mutating())
+        && let Some((step_idx, step)) = file
+            .steps
+            .iter()
+            .enumerate()
+            .find(|(_, step)| step.is_mutating())
     {
         problems.0.push(source.problem(
             &root.key("steps").index(step_idx),
@@ -576,10 +589,9 @@ fn check_rule(
                 Rule::Enum(values.clone())
             }
             _ => {
-                problems.0.push(source.problem(
-                    &key.key("rule"),
-                    "rule \"enum\" needs values = [\"…\", …]",
-                ));
+                problems.0.push(
+                    source.problem(&key.key("rule"), "rule \"enum\" needs values = [\"…\", …]"),
+                );
                 return None;
             }
         },
@@ -590,12 +602,16 @@ fn check_rule(
                 None => i64::MAX,
                 Some(toml::Value::Integer(max)) => *max,
                 Some(_) => {
-                    problems.0.push(source.problem(&key.key("max"), "max must be a whole number"));
+                    problems
+                        .0
+                        .push(source.problem(&key.key("max"), "max must be a whole number"));
                     return None;
                 }
             };
             if min > max {
-                problems.0.push(source.problem(&key.key("min"), format!("min {min} is above max {max}")));
+                problems
+                    .0
+                    .push(source.problem(&key.key("min"), format!("min {min} is above max {max}")));
                 return None;
             }
             Rule::Integer { min, max }
@@ -614,7 +630,9 @@ fn check_rule(
                     }
                 },
                 Some(_) => {
-                    problems.0.push(source.problem(&key.key("max"), "max must be a duration such as \"7d\""));
+                    problems.0.push(
+                        source.problem(&key.key("max"), "max must be a duration such as \"7d\""),
+                    );
                     return None;
                 }
             };
@@ -640,7 +658,9 @@ fn check_regex_rule(
     problems: &mut Problems,
 ) -> Option<Rule> {
     let Some(pattern) = &raw_arg.pattern else {
-        problems.0.push(source.problem(&key.key("rule"), "rule \"regex\" needs a pattern"));
+        problems
+            .0
+            .push(source.problem(&key.key("rule"), "rule \"regex\" needs a pattern"));
         return None;
     };
     if !pattern.starts_with('^') || !pattern.ends_with('$') {
@@ -663,7 +683,13 @@ fn check_regex_rule(
             means: means.clone(),
         }),
         Err(error) => {
-            let detail = error.to_string().lines().last().unwrap_or_default().trim().to_string();
+            let detail = error
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             problems.0.push(source.problem(
                 &key.key("pattern"),
                 format!("bad regex \"{pattern}\": {detail}"),
@@ -677,7 +703,10 @@ fn is_enum_value(value: &str) -> bool {
     !value.is_empty()
         && !value.starts_with('-')
         && value.chars().all(|character| {
-            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-' || character == '_'
+            character.is_ascii_lowercase()
+                || character.is_ascii_digit()
+                || character == '-'
+                || character == '_'
         })
 }
 
@@ -705,7 +734,9 @@ fn check_policy(
         if scope != "default" && !config.environments.contains_key(scope.as_str()) {
             problems.0.push(source.problem(
                 &key,
-                format!("no environment named \"{scope}\" (defined: {known_envs}; or use \"default\")"),
+                format!(
+                    "no environment named \"{scope}\" (defined: {known_envs}; or use \"default\")"
+                ),
             ));
         }
         let mut request = Vec::new();
@@ -797,7 +828,10 @@ fn check_steps(
         if step.is_mutating() && has_environment && !environment_required {
             problems.0.push(source.problem(
                 &key,
-                format!("step {} changes things, so the environment argument must be required", step.kind()),
+                format!(
+                    "step {} changes things, so the environment argument must be required",
+                    step.kind()
+                ),
             ));
         }
         for need in step.arg_needs() {
@@ -807,7 +841,12 @@ fn check_steps(
                 None if declared => {}
                 None if need.required => problems.0.push(source.problem(
                     &key,
-                    format!("step {} needs an argument named \"{}\" with rule \"{}\"", step.kind(), need.name, need.rule.as_str()),
+                    format!(
+                        "step {} needs an argument named \"{}\" with rule \"{}\"",
+                        step.kind(),
+                        need.name,
+                        need.rule.as_str()
+                    ),
                 )),
                 None => {}
                 Some(arg) if arg.rule.kind() != need.rule => problems.0.push(source.problem(
@@ -822,7 +861,11 @@ fn check_steps(
                 )),
                 Some(arg) if need.required && !arg.required => problems.0.push(source.problem(
                     &key,
-                    format!("step {} needs argument \"{}\" to be required", step.kind(), need.name),
+                    format!(
+                        "step {} needs argument \"{}\" to be required",
+                        step.kind(),
+                        need.name
+                    ),
                 )),
                 Some(_) => {}
             }
@@ -857,11 +900,15 @@ fn check_step_services(
             }
             let service_spec = &environment.services[service];
             let problem = match step {
-                Step::ResolveImages { .. } if service_spec.image_template.is_none() => Some(format!(
-                    "service \"{service}\" of environment \"{}\" has no image template to deploy",
-                    environment.name
-                )),
-                Step::BackupDatabase { .. } | Step::RestoreDatabase { .. } | Step::CheckDatabase { .. }
+                Step::ResolveImages { .. } if service_spec.image_template.is_none() => {
+                    Some(format!(
+                        "service \"{service}\" of environment \"{}\" has no image template to deploy",
+                        environment.name
+                    ))
+                }
+                Step::BackupDatabase { .. }
+                | Step::RestoreDatabase { .. }
+                | Step::CheckDatabase { .. }
                     if service_spec.database.is_none() =>
                 {
                     Some(format!(
@@ -885,10 +932,14 @@ fn check_step_services(
 fn check_step_parameters(source: &Source, key: &KeyPath, step: &Step, problems: &mut Problems) {
     match step {
         Step::RunOnce { command, .. } if command.is_empty() => {
-            problems.0.push(source.problem(&key.key("command"), "command must not be empty"));
+            problems
+                .0
+                .push(source.problem(&key.key("command"), "command must not be empty"));
         }
         Step::ResolveImages { services } if services.is_empty() => {
-            problems.0.push(source.problem(&key.key("services"), "name at least one service"));
+            problems
+                .0
+                .push(source.problem(&key.key("services"), "name at least one service"));
         }
         Step::Smoke { checks } => {
             for (check_idx, check) in checks.iter().enumerate() {
@@ -922,8 +973,14 @@ fn check_cross_references(
             ),
             Some(_) => continue,
         };
-        let source = Source::new(&config.file, std::fs::read_to_string(&config.file).unwrap_or_default());
-        problems.0.push(source.problem(&KeyPath::root().key("access").key("unmapped_may_run"), message));
+        let source = Source::new(
+            &config.file,
+            std::fs::read_to_string(&config.file).unwrap_or_default(),
+        );
+        problems.0.push(source.problem(
+            &KeyPath::root().key("access").key("unmapped_may_run"),
+            message,
+        ));
     }
     let _ = sources;
 }

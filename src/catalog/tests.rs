@@ -62,17 +62,33 @@ fn shipped_commands_load_and_cover_the_runbook() {
     let config = shipped_config();
     let catalog = Catalog::load(&config).expect("shipped commands are valid");
     for name in [
-        "deploy", "rollback", "rollback-db", "restore-db", "rotate", "health", "diagnose", "status", "logs",
-        "service", "help", "lock", "unlock",
+        "deploy",
+        "rollback",
+        "rollback-db",
+        "restore-db",
+        "rotate",
+        "health",
+        "diagnose",
+        "status",
+        "logs",
+        "service",
+        "help",
+        "lock",
+        "unlock",
     ] {
         assert!(catalog.get(name).is_some(), "/{name} is shipped");
     }
     let deploy = catalog.get("deploy").expect("deploy");
     assert_eq!(deploy.usage(), "/deploy <env> <ref> [--dry-run]");
-    let production = deploy.policy_for(Some(&config.environments["production"].name)).expect("policy");
+    let production = deploy
+        .policy_for(Some(&config.environments["production"].name))
+        .expect("policy");
     assert_eq!(production.approvals, 1);
     let rollback_db = catalog.get("rollback-db").expect("rollback-db");
-    assert_eq!(rollback_db.policy_for(None).map(|rule| rule.approvals), Some(2));
+    assert_eq!(
+        rollback_db.policy_for(None).map(|rule| rule.approvals),
+        Some(2)
+    );
 }
 
 #[test]
@@ -84,14 +100,21 @@ fn accepts_a_valid_command() {
 fn reports_unknown_keys_and_bad_steps() {
     check(
         &DEPLOY.replace("mutating = true", "mutating = true\nmutatin = false"),
-        &["commands/deploy.toml:4: unknown field `mutatin`, expected one of `name`, `summary`, `mutating`, `allowed_during_hold`, `rollback_on_failure`, `warning`, `examples`, `args`, `policy`, `steps`"],
+        &[
+            "commands/deploy.toml:4: unknown field `mutatin`, expected one of `name`, `summary`, `mutating`, `allowed_during_hold`, `rollback_on_failure`, `warning`, `examples`, `args`, `policy`, `steps`",
+        ],
     );
     check(
         &DEPLOY.replace("step = \"recreate\"", "step = \"recreat\""),
-        &["commands/deploy.toml:25: unknown variant `recreat`, expected one of `resolve_images`, `resolve_rollback`, `pull`, `run_once`, `recreate`, `wait_healthy`, `smoke`, `record_release`, `hold_lock`, `backup_database`, `restore_database`, `check_database`, `service_action`, `health_report`, `status_report`, `logs`, `help`, `lock`, `unlock`, `diagnose`, `rotate`"],
+        &[
+            "commands/deploy.toml:25: unknown variant `recreat`, expected one of `resolve_images`, `resolve_rollback`, `pull`, `run_once`, `recreate`, `wait_healthy`, `smoke`, `record_release`, `hold_lock`, `backup_database`, `restore_database`, `check_database`, `service_action`, `health_report`, `status_report`, `logs`, `help`, `lock`, `unlock`, `diagnose`, `rotate`",
+        ],
     );
     check(
-        &DEPLOY.replace("step = \"recreate\"", "step = \"wait_healthy\"\ntimeout = \"soon\""),
+        &DEPLOY.replace(
+            "step = \"recreate\"",
+            "step = \"wait_healthy\"\ntimeout = \"soon\"",
+        ),
         &["commands/deploy.toml:20: \"soon\" is not a duration such as \"90s\", \"10m\" or \"2h\""],
     );
 }
@@ -100,11 +123,15 @@ fn reports_unknown_keys_and_bad_steps() {
 fn reports_bad_rules() {
     check(
         &DEPLOY.replace("pattern = \"^[a-z]+$\"", "pattern = \"^[a-z+$\""),
-        &["commands/deploy.toml:13: args[1].pattern: bad regex \"^[a-z+$\": error: unclosed character class"],
+        &[
+            "commands/deploy.toml:13: args[1].pattern: bad regex \"^[a-z+$\": error: unclosed character class",
+        ],
     );
     check(
         &DEPLOY.replace("pattern = \"^[a-z]+$\"", "pattern = \"[a-z]+\""),
-        &["commands/deploy.toml:13: args[1].pattern: pattern \"[a-z]+\" must be anchored: start with ^ and end with $"],
+        &[
+            "commands/deploy.toml:13: args[1].pattern: pattern \"[a-z]+\" must be anchored: start with ^ and end with $",
+        ],
     );
     check(
         &DEPLOY.replace("rule = \"environment\"", "rule = \"env\""),
@@ -153,11 +180,15 @@ fn reports_steps_naming_undefined_services() {
 fn reports_steps_missing_their_arguments_and_mutation_mismatches() {
     check(
         &DEPLOY.replace("name = \"ref\"", "name = \"git_ref\""),
-        &["commands/deploy.toml:20: steps[0]: step resolve_images needs an argument named \"ref\" with rule \"regex\""],
+        &[
+            "commands/deploy.toml:20: steps[0]: step resolve_images needs an argument named \"ref\" with rule \"regex\"",
+        ],
     );
     check(
         &DEPLOY.replace("mutating = true", "mutating = false"),
-        &["commands/deploy.toml:24: steps[1]: step recreate changes things, so the command must say mutating = true"],
+        &[
+            "commands/deploy.toml:24: steps[1]: step recreate changes things, so the command must say mutating = true",
+        ],
     );
     check(
         &DEPLOY.replace("name = \"deploy\"", "name = \"ship\""),

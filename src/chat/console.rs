@@ -26,7 +26,13 @@ pub const CHANNEL: &str = "console";
 ///
 /// # Errors
 /// When reading input or writing output fails.
-pub async fn run<R, W>(app: Arc<App>, input: R, output: &mut W, user: &str, prompt: bool) -> std::io::Result<()>
+pub async fn run<R, W>(
+    app: Arc<App>,
+    input: R,
+    output: &mut W,
+    user: &str,
+    prompt: bool,
+) -> std::io::Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: Write,
@@ -144,7 +150,12 @@ impl Console {
         match self.app.config.user_by_platform_id(Platform::Console, user) {
             Some(known) => {
                 let roles: Vec<&str> = known.roles.iter().map(|role| role.as_str()).collect();
-                writeln!(output, "[only you] you are now {} (roles: {})", known.name, roles.join(", "))
+                writeln!(
+                    output,
+                    "[only you] you are now {} (roles: {})",
+                    known.name,
+                    roles.join(", ")
+                )
             }
             None => writeln!(
                 output,
@@ -154,7 +165,12 @@ impl Console {
     }
 
     async fn decide(&self, verb: &str, op_id: &str) -> Feedback {
-        let Some(op_id) = op_id.trim_start_matches('#').parse::<i64>().ok().filter(|id| *id > 0) else {
+        let Some(op_id) = op_id
+            .trim_start_matches('#')
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+        else {
             return Feedback {
                 applied: false,
                 text: format!("\"{op_id}\" is not an operation number such as 42"),
@@ -168,7 +184,11 @@ impl Console {
         }
     }
 
-    fn print_outbound<W: Write>(&mut self, output: &mut W, message: Outbound) -> std::io::Result<()> {
+    fn print_outbound<W: Write>(
+        &mut self,
+        output: &mut W,
+        message: Outbound,
+    ) -> std::io::Result<()> {
         match message {
             Outbound::Operation { op_id, reply, .. } => {
                 let label = if self.posted.insert(op_id) {

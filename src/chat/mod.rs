@@ -127,7 +127,9 @@ impl ButtonAction {
     /// The action as a button value: `approve:42:HASH` or `reject:42`.
     pub fn to_value(&self) -> String {
         match self {
-            ButtonAction::Approve { op_id, params_hash } => format!("approve:{op_id}:{params_hash}"),
+            ButtonAction::Approve { op_id, params_hash } => {
+                format!("approve:{op_id}:{params_hash}")
+            }
             ButtonAction::Reject { op_id } => format!("reject:{op_id}"),
         }
     }
@@ -135,7 +137,11 @@ impl ButtonAction {
     /// Reads a button value; `None` for anything that is not ours.
     pub fn from_value(value: &str) -> Option<ButtonAction> {
         let mut parts = value.splitn(3, ':');
-        match (parts.next()?, parts.next()?.parse::<i64>().ok()?, parts.next()) {
+        match (
+            parts.next()?,
+            parts.next()?.parse::<i64>().ok()?,
+            parts.next(),
+        ) {
             ("approve", op_id, Some(hash)) if !hash.is_empty() => Some(ButtonAction::Approve {
                 op_id,
                 params_hash: hash.to_string(),

@@ -30,7 +30,9 @@ pub fn render(reply: &Reply) -> String {
             .buttons
             .iter()
             .map(|button| match &button.action {
-                ButtonAction::Approve { op_id, .. } => format!("[{}: :approve {op_id}]", button.label),
+                ButtonAction::Approve { op_id, .. } => {
+                    format!("[{}: :approve {op_id}]", button.label)
+                }
                 ButtonAction::Reject { op_id } => format!("[{}: :reject {op_id}]", button.label),
             })
             .collect();

@@ -282,7 +282,10 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
                 .approvals
                 .approve_emoji
                 .unwrap_or_else(|| "white_check_mark".to_string()),
-            reject: raw.approvals.reject_emoji.unwrap_or_else(|| "x".to_string()),
+            reject: raw
+                .approvals
+                .reject_emoji
+                .unwrap_or_else(|| "x".to_string()),
         },
         roles,
         users,
@@ -293,7 +296,11 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
 /// The absolute folder of a file, for resolving paths relative to it.
 fn absolute_folder_of(file: &Path) -> PathBuf {
     let folder = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
+    let folder = if folder.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        folder
+    };
     std::fs::canonicalize(&folder)
         .or_else(|_| std::path::absolute(&folder))
         .unwrap_or(folder)
@@ -407,7 +414,11 @@ fn check_users(
             ("name", Some(&raw_user.name), None),
             ("console", raw_user.console.as_ref(), None),
             ("slack", raw_user.slack.as_ref(), Some(Platform::Slack)),
-            ("discord", raw_user.discord.as_ref(), Some(Platform::Discord)),
+            (
+                "discord",
+                raw_user.discord.as_ref(),
+                Some(Platform::Discord),
+            ),
         ];
         for (field, value, platform) in identities {
             let Some(value) = value else { continue };
@@ -635,7 +646,9 @@ fn check_services(
         if !is_plain_name(name) {
             problems.0.push(source.problem(
                 &key,
-                format!("\"{name}\" is not a usable service name (lower-case letters, digits, - and _)"),
+                format!(
+                    "\"{name}\" is not a usable service name (lower-case letters, digits, - and _)"
+                ),
             ));
             continue;
         }

@@ -49,7 +49,9 @@ fn accepts_a_valid_config() {
 fn reports_syntax_and_unknown_keys_with_lines() {
     check(
         &VALID.replace("[hosts.local]", "[hosts.local]\ndocker_host = \"x\""),
-        &["config/deckhand.toml:15: unknown field `docker_host`, expected one of `docker`, `tls`, `timeout`"],
+        &[
+            "config/deckhand.toml:15: unknown field `docker_host`, expected one of `docker`, `tls`, `timeout`",
+        ],
     );
     check(
         &VALID.replace("url = \"sqlite://deckhand.db\"", "url = sqlite"),
@@ -60,9 +62,15 @@ fn reports_syntax_and_unknown_keys_with_lines() {
 #[test]
 fn reports_every_broken_reference() {
     let broken = VALID
-        .replace("roles = [\"developers\"]", "roles = [\"developers\", \"admins\"]")
+        .replace(
+            "roles = [\"developers\"]",
+            "roles = [\"developers\", \"admins\"]",
+        )
         .replace("host = \"local\"", "host = \"stg-1\"")
-        .replace("image = \"demo/backend:{ref}\"", "image = \"demo/backend:latest\"")
+        .replace(
+            "image = \"demo/backend:{ref}\"",
+            "image = \"demo/backend:latest\"",
+        )
         .replace("health = [\"/health\"]", "health = [\"health\"]")
         .replace("slack = \"U0ALICE01\"", "slack = \"alice\"");
     check(
@@ -81,14 +89,19 @@ fn reports_every_broken_reference() {
 fn reports_an_environment_without_a_host() {
     check(
         &VALID.replace("host = \"local\"\n", ""),
-        &["config/deckhand.toml:17: environments.staging: environment \"staging\" has no Docker host; add host = \"NAME\" (defined: local)"],
+        &[
+            "config/deckhand.toml:17: environments.staging: environment \"staging\" has no Docker host; add host = \"NAME\" (defined: local)",
+        ],
     );
 }
 
 #[test]
 fn reports_bad_hosts_and_store() {
     let broken = VALID
-        .replace("docker = \"unix:///var/run/docker.sock\"", "docker = \"docker.example:2375\"\ntimeout = \"soon\"")
+        .replace(
+            "docker = \"unix:///var/run/docker.sock\"",
+            "docker = \"docker.example:2375\"\ntimeout = \"soon\"",
+        )
         .replace("url = \"sqlite://deckhand.db\"", "url = \"mysql://db\"");
     check(
         &broken,
@@ -101,7 +114,10 @@ fn reports_bad_hosts_and_store() {
 
 #[test]
 fn never_shows_a_store_password() {
-    let text = VALID.replace("url = \"sqlite://deckhand.db\"", "url = \"mongodb://deckhand:hunter2@db/x\"");
+    let text = VALID.replace(
+        "url = \"sqlite://deckhand.db\"",
+        "url = \"mongodb://deckhand:hunter2@db/x\"",
+    );
     let source = Source::new(Path::new("config/deckhand.toml"), text);
     let problems = Config::from_source(&source).expect_err("not a store URL");
     let shown = problems.to_string();
@@ -111,8 +127,14 @@ fn never_shows_a_store_password() {
 
 #[test]
 fn resolves_relative_paths_against_the_config_folder() {
-    let source = Source::new(Path::new("/srv/deckhand/config/deckhand.toml"), VALID.replace("sqlite://deckhand.db", "sqlite://../var/deckhand.db"));
+    let source = Source::new(
+        Path::new("/srv/deckhand/config/deckhand.toml"),
+        VALID.replace("sqlite://deckhand.db", "sqlite://../var/deckhand.db"),
+    );
     let config = Config::from_source(&source).expect("valid");
-    assert_eq!(config.store_url, "sqlite:///srv/deckhand/var/deckhand.db?mode=rwc");
+    assert_eq!(
+        config.store_url,
+        "sqlite:///srv/deckhand/var/deckhand.db?mode=rwc"
+    );
     assert_eq!(config.commands_dir, Path::new("/srv/deckhand/commands"));
 }

@@ -40,7 +40,9 @@ pub enum ExecError {
         reason: String,
     },
     /// The store failed; mutating work fails closed.
-    #[error("the store is unreachable, so nothing was changed (mutating commands fail closed): {0}")]
+    #[error(
+        "the store is unreachable, so nothing was changed (mutating commands fail closed): {0}"
+    )]
     Store(#[from] StoreError),
     /// A step failed for a reason people can act on.
     #[error("{0}")]
@@ -62,7 +64,9 @@ impl GateRefusal {
     /// The message for the requester.
     pub fn message(&self) -> &str {
         match self {
-            GateRefusal::Busy(text) | GateRefusal::Held(text) | GateRefusal::StoreDown(text) => text,
+            GateRefusal::Busy(text) | GateRefusal::Held(text) | GateRefusal::StoreDown(text) => {
+                text
+            }
         }
     }
 }
@@ -73,7 +77,12 @@ impl GateRefusal {
 /// # Errors
 /// A refusal saying who holds what since when, or that the lock store is
 /// unreachable.
-pub async fn check_gate(app: &App, spec: &CommandSpec, env: &str, now: DateTime<Utc>) -> Result<(), GateRefusal> {
+pub async fn check_gate(
+    app: &App,
+    spec: &CommandSpec,
+    env: &str,
+    now: DateTime<Utc>,
+) -> Result<(), GateRefusal> {
     let store_down = |error: StoreError| {
         GateRefusal::StoreDown(format!(
             "cannot check {env}'s lock because the store is unreachable; mutating commands are refused until it is back ({error})"
@@ -182,24 +191,45 @@ async fn run_instrumented(app: Arc<App>, operation: OperationRecord) {
         Ok(action) => action,
         Err(error) => {
             let reason = format!("the request is no longer valid: {error}");
-            finish(&app, &operation, OpState::Approved, OpState::Failed, &reason).await;
+            finish(
+                &app,
+                &operation,
+                OpState::Approved,
+                OpState::Failed,
+                &reason,
+            )
+            .await;
             return;
         }
     };
     let Some(spec) = app.catalog.get(action.command.as_str()) else {
         return;
     };
-    let env = action.env.as_ref().and_then(|env| app.config.environment(env.as_str()));
+    let env = action
+        .env
+        .as_ref()
+        .and_then(|env| app.config.environment(env.as_str()));
     let env_name = env.map(|environment| environment.name.to_string());
     if spec.mutating
         && let Some(env_name) = &env_name
         && let Err(reason) = take_lock(&app, &operation, spec, env_name).await
     {
-        finish(&app, &operation, OpState::Approved, OpState::Failed, &reason).await;
+        finish(
+            &app,
+            &operation,
+            OpState::Approved,
+            OpState::Failed,
+            &reason,
+        )
+        .await;
         return;
     }
     let now = app.now();
-    match app.store.transition(op_id, OpState::Approved, OpState::Running, now, None).await {
+    match app
+        .store
+        .transition(op_id, OpState::Approved, OpState::Running, now, None)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             release_lock(&app, spec, env_name.as_deref(), op_id).await;
@@ -226,9 +256,24 @@ async fn run_instrumented(app: Arc<App>, operation: OperationRecord) {
     finish(&app, &operation, OpState::Running, state, &summary).await;
 }
 
-async fn take_lock(app: &App, operation: &OperationRecord, spec: &CommandSpec, env: &str) -> Result<(), String> {
+async fn take_lock(
+    app: &App,
+    operation: &OperationRecord,
+    spec: &CommandSpec,
+    env: &str,
+) -> Result<(), String> {
     let now = app.now();
-    match app.store.try_lock(env, operation.id, &operation.command, &operation.requester, now).await {
+    match app
+        .store
+        .try_lock(
+            env,
+            operation.id,
+            &operation.command,
+            &operation.requester,
+            now,
+        )
+        .await
+    {
         Ok(None) => {}
         Ok(Some(holder)) => return Err(busy_message(&holder)),
         Err(error) => {
@@ -246,7 +291,9 @@ async fn take_lock(app: &App, operation: &OperationRecord, spec: &CommandSpec, e
             }
             Err(error) => {
                 let _ = app.store.unlock(env, operation.id).await;
-                return Err(format!("cannot check {env}'s hold because the store is unreachable, so nothing was run ({error})"));
+                return Err(format!(
+                    "cannot check {env}'s hold because the store is unreachable, so nothing was run ({error})"
+                ));
             }
         }
     }
@@ -264,7 +311,11 @@ async fn release_lock(app: &App, spec: &CommandSpec, env: Option<&str>, op_id: i
 /// Moves the operation to its final state, audits and publishes it.
 async fn finish(app: &App, operation: &OperationRecord, from: OpState, to: OpState, summary: &str) {
     let now = app.now();
-    match app.store.transition(operation.id, from, to, now, Some(summary)).await {
+    match app
+        .store
+        .transition(operation.id, from, to, now, Some(summary))
+        .await
+    {
         Ok(true) => {
             flow::audit_operation(
                 app,
@@ -278,24 +329,41 @@ async fn finish(app: &App, operation: &OperationRecord, from: OpState, to: OpSta
             .await;
         }
         Ok(false) => {}
-        Err(error) => tracing::error!(op_id = operation.id, error = %error, "cannot record outcome"),
+        Err(error) => {
+            tracing::error!(op_id = operation.id, error = %error, "cannot record outcome")
+        }
     }
     flow::publish_operation(app, operation.id).await;
 }
 
 /// Runs every step; returns the final state and a one-line summary.
-async fn run_steps(app: &Arc<App>, operation: &OperationRecord, input: &OperationInput<'_>) -> (OpState, String) {
+async fn run_steps(
+    app: &Arc<App>,
+    operation: &OperationRecord,
+    input: &OperationInput<'_>,
+) -> (OpState, String) {
     let started = Instant::now();
     let mut context = steps::RunContext::new(app, operation, input);
     for (step_idx, step) in input.spec.steps.iter().enumerate() {
         if app.is_shutting_down() {
-            let summary = format!("Deckhand stopped before step {} ({})", step_idx + 1, step.title());
+            let summary = format!(
+                "Deckhand stopped before step {} ({})",
+                step_idx + 1,
+                step.title()
+            );
             return (OpState::Interrupted, summary);
         }
         let idx = i64::try_from(step_idx).unwrap_or(i64::MAX);
         let title = context.step_title(step);
-        if let Err(error) = app.store.start_step(operation.id, idx, step.kind(), &title, app.now()).await {
-            return (OpState::Failed, format!("cannot journal step {}: {error}", step_idx + 1));
+        if let Err(error) = app
+            .store
+            .start_step(operation.id, idx, step.kind(), &title, app.now())
+            .await
+        {
+            return (
+                OpState::Failed,
+                format!("cannot journal step {}: {error}", step_idx + 1),
+            );
         }
         let reports_progress = input.spec.mutating;
         if reports_progress {
@@ -308,7 +376,10 @@ async fn run_steps(app: &Arc<App>, operation: &OperationRecord, input: &Operatio
         match result {
             Ok(outcome) => {
                 let detail = outcome.journal_text();
-                let _ = app.store.finish_step(operation.id, idx, "ok", &detail, app.now()).await;
+                let _ = app
+                    .store
+                    .finish_step(operation.id, idx, "ok", &detail, app.now())
+                    .await;
                 flow::audit_operation(
                     app,
                     operation,
@@ -327,7 +398,10 @@ async fn run_steps(app: &Arc<App>, operation: &OperationRecord, input: &Operatio
             }
             Err(error) => {
                 let message = error.to_string();
-                let _ = app.store.finish_step(operation.id, idx, "failed", &message, app.now()).await;
+                let _ = app
+                    .store
+                    .finish_step(operation.id, idx, "failed", &message, app.now())
+                    .await;
                 flow::audit_operation(
                     app,
                     operation,
@@ -344,5 +418,8 @@ async fn run_steps(app: &Arc<App>, operation: &OperationRecord, input: &Operatio
             }
         }
     }
-    (OpState::Succeeded, context.success_summary(format_elapsed(started.elapsed())))
+    (
+        OpState::Succeeded,
+        context.success_summary(format_elapsed(started.elapsed())),
+    )
 }

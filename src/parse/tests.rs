@@ -17,7 +17,9 @@ fn check(input: &str, expected: &str) {
     let (config, catalog) = shipped();
     let actual = match parse_action(input, &catalog, &config) {
         Ok(action) => {
-            let spec = catalog.get(action.command.as_str()).expect("parsed command exists");
+            let spec = catalog
+                .get(action.command.as_str())
+                .expect("parsed command exists");
             format!("ok {}", action.to_command_line(spec))
         }
         Err(error) => error.to_string(),
@@ -29,20 +31,38 @@ fn check(input: &str, expected: &str) {
 fn accepts_valid_requests() {
     let cases = [
         ("/deploy staging develop", "ok /deploy staging develop"),
-        ("  /deploy   staging  develop  ", "ok /deploy staging develop"),
-        ("/deploy production release/1.4.2 --dry-run", "ok /deploy production release/1.4.2 --dry-run"),
+        (
+            "  /deploy   staging  develop  ",
+            "ok /deploy staging develop",
+        ),
+        (
+            "/deploy production release/1.4.2 --dry-run",
+            "ok /deploy production release/1.4.2 --dry-run",
+        ),
         ("/deploy staging 'develop'", "ok /deploy staging develop"),
         ("/rollback staging", "ok /rollback staging"),
         ("/rollback staging backend", "ok /rollback staging backend"),
-        ("/rollback staging backend to v1.4.1", "ok /rollback staging backend to v1.4.1"),
+        (
+            "/rollback staging backend to v1.4.1",
+            "ok /rollback staging backend to v1.4.1",
+        ),
         ("/rollback staging to r12", "ok /rollback staging to r12"),
-        ("/logs staging backend", "ok /logs staging backend --tail 100"),
+        (
+            "/logs staging backend",
+            "ok /logs staging backend --tail 100",
+        ),
         (
             "/logs staging backend --tail 50 --since 10m --grep \"connection refused\"",
             "ok /logs staging backend --tail 50 --since 10m --grep \"connection refused\"",
         ),
-        ("/logs staging backend --tail=20", "ok /logs staging backend --tail 20"),
-        ("/service restart staging ide", "ok /service restart staging ide"),
+        (
+            "/logs staging backend --tail=20",
+            "ok /logs staging backend --tail 20",
+        ),
+        (
+            "/service restart staging ide",
+            "ok /service restart staging ide",
+        ),
         ("/rotate jwt staging", "ok /rotate jwt staging"),
         ("/status", "ok /status"),
         ("/help", "ok /help"),
@@ -52,7 +72,10 @@ fn accepts_valid_requests() {
             "ok /lock production \"release freeze until Monday\" --for 2h",
         ),
         ("/diagnose staging 502", "ok /diagnose staging 502"),
-        ("/restore-db staging postgres-20261128T093000Z-op12.sql", "ok /restore-db staging postgres-20261128T093000Z-op12.sql"),
+        (
+            "/restore-db staging postgres-20261128T093000Z-op12.sql",
+            "ok /restore-db staging postgres-20261128T093000Z-op12.sql",
+        ),
     ];
     for (input, expected) in cases {
         check(input, expected);
@@ -86,24 +109,78 @@ fn refuses_malformed_input_with_exact_messages() {
 #[test]
 fn refuses_unknown_commands_and_arguments() {
     let cases = [
-        ("/deplyo staging develop", "unknown command /deplyo; did you mean /deploy?"),
-        ("/rolback staging", "unknown command /rolback; did you mean /rollback?"),
-        ("/frobnicate", "unknown command /frobnicate; type /help for the list"),
-        ("/help deplyo", "unknown command /deplyo; did you mean /deploy?"),
-        ("/deploy staging", "missing <ref>: branch, tag or commit to deploy (a git ref: letters, digits and . _ / - (1 to 100 characters, starting with a letter or digit))\nusage: /deploy <env> <ref> [--dry-run]"),
-        ("/deploy stagin develop", "unknown environment \"stagin\"; known: production, staging"),
-        ("/logs staging backnd", "unknown service \"backnd\" in staging; known: backend, gitweb, ide, nginx, postgres, redis"),
-        ("/deploy staging develop extra", "too many arguments: \"extra\" is not expected\nusage: /deploy <env> <ref> [--dry-run]"),
-        ("/deploy staging develop --force", "unknown flag --force; /deploy accepts --dry-run"),
-        ("/status --dry-run", "unknown flag --dry-run; /status takes no flags"),
-        ("/logs staging backend --tail", "--tail needs a value, as in --tail VALUE"),
-        ("/logs staging backend --tail 5 --tail 6", "<tail> is given twice"),
-        ("/logs staging backend --tail 0", "\"0\" is not a valid <tail>: it must be a whole number from 1 to 1000"),
-        ("/logs staging backend --tail many", "\"many\" is not a valid <tail>: it must be a whole number from 1 to 1000"),
-        ("/logs staging backend --since 30d", "\"30d\" is not a valid <since>: it must be a duration such as 10m or 2h, at most 7d"),
-        ("/service reboot staging ide", "\"reboot\" is not a valid <action>: it must be one of start, stop, restart, status"),
-        ("/deploy staging feature_x!", "\"feature_x!\" is not a valid <ref>: it must be a git ref: letters, digits and . _ / - (1 to 100 characters, starting with a letter or digit)"),
-        ("/deploy staging ''", "\"\" is not a valid <ref>: it must be a git ref: letters, digits and . _ / - (1 to 100 characters, starting with a letter or digit)"),
+        (
+            "/deplyo staging develop",
+            "unknown command /deplyo; did you mean /deploy?",
+        ),
+        (
+            "/rolback staging",
+            "unknown command /rolback; did you mean /rollback?",
+        ),
+        (
+            "/frobnicate",
+            "unknown command /frobnicate; type /help for the list",
+        ),
+        (
+            "/help deplyo",
+            "unknown command /deplyo; did you mean /deploy?",
+        ),
+        (
+            "/deploy staging",
+            "missing <ref>: branch, tag or commit to deploy (a git ref: letters, digits and . _ / - (1 to 100 characters, starting with a letter or digit))\nusage: /deploy <env> <ref> [--dry-run]",
+        ),
+        (
+            "/deploy stagin develop",
+            "unknown environment \"stagin\"; known: production, staging",
+        ),
+        (
+            "/logs staging backnd",
+            "unknown service \"backnd\" in staging; known: backend, gitweb, ide, nginx, postgres, redis",
+        ),
+        (
+            "/deploy staging develop extra",
+            "too many arguments: \"extra\" is not expected\nusage: /deploy <env> <ref> [--dry-run]",
+        ),
+        (
+            "/deploy staging develop --force",
+            "unknown flag --force; /deploy accepts --dry-run",
+        ),
+        (
+            "/status --dry-run",
+            "unknown flag --dry-run; /status takes no flags",
+        ),
+        (
+            "/logs staging backend --tail",
+            "--tail needs a value, as in --tail VALUE",
+        ),
+        (
+            "/logs staging backend --tail 5 --tail 6",
+            "<tail> is given twice",
+        ),
+        (
+            "/logs staging backend --tail 0",
+            "\"0\" is not a valid <tail>: it must be a whole number from 1 to 1000",
+        ),
+        (
+            "/logs staging backend --tail many",
+            "\"many\" is not a valid <tail>: it must be a whole number from 1 to 1000",
+        ),
+        (
+            "/logs staging backend --since 30d",
+            "\"30d\" is not a valid <since>: it must be a duration such as 10m or 2h, at most 7d",
+        ),
+        (
+            "/service reboot staging ide",
+            "\"reboot\" is not a valid <action>: it must be one of start, stop, restart, status",
+        ),
+        (
+            "/deploy staging feature_x!",
+            "\"feature_x!\" is not a valid <ref>: it must be a git ref: letters, digits and . _ / - (1 to 100 characters, starting with a letter or digit)",
+        ),
+        (
+            "/deploy staging ''",
+            "\"\" is not a valid <ref>: it must be a git ref: letters, digits and . _ / - (1 to 100 characters, starting with a letter or digit)",
+        ),
     ];
     for (input, expected) in cases {
         check(input, expected);
@@ -135,9 +212,18 @@ fn a_command_without_arguments_answers_with_its_usage() {
     let (config, catalog) = shipped();
     let error = parse_action("/deploy", &catalog, &config).expect_err("deploy needs arguments");
     let text = error.to_string();
-    assert!(text.starts_with("/deploy <env> <ref> [--dry-run] — deploy a git ref"), "{text}");
-    assert!(text.contains("  env       where to deploy: one of production, staging"), "{text}");
-    assert!(text.contains("  --dry-run show the plan and change nothing"), "{text}");
+    assert!(
+        text.starts_with("/deploy <env> <ref> [--dry-run] — deploy a git ref"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  env       where to deploy: one of production, staging"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  --dry-run show the plan and change nothing"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -148,10 +234,22 @@ fn params_hash_binds_every_parameter() {
             .expect("valid input")
             .params_hash()
     };
-    assert_eq!(hash("/deploy staging develop"), hash("/deploy  staging 'develop'"));
-    assert_ne!(hash("/deploy staging develop"), hash("/deploy staging main"));
-    assert_ne!(hash("/deploy staging develop"), hash("/deploy production develop"));
-    assert_ne!(hash("/rollback staging backend"), hash("/rollback staging backend to v1"));
+    assert_eq!(
+        hash("/deploy staging develop"),
+        hash("/deploy  staging 'develop'")
+    );
+    assert_ne!(
+        hash("/deploy staging develop"),
+        hash("/deploy staging main")
+    );
+    assert_ne!(
+        hash("/deploy staging develop"),
+        hash("/deploy production develop")
+    );
+    assert_ne!(
+        hash("/rollback staging backend"),
+        hash("/rollback staging backend to v1")
+    );
 }
 
 #[test]

@@ -23,7 +23,12 @@ fn check_request_case(command: &str, env: Option<&str>, user: Option<&str>, expe
         Ok(grant) => format!(
             "ok approvals={} approvers={} expires={}",
             grant.approvals,
-            grant.approvers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            grant
+                .approvers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             crate::duration::format_duration(grant.expires)
         ),
         Err(error) => error.to_string(),
@@ -34,18 +39,78 @@ fn check_request_case(command: &str, env: Option<&str>, user: Option<&str>, expe
 #[test]
 fn request_matrix() {
     let cases = [
-        ("deploy", Some("staging"), Some("erin"), "ok approvals=0 approvers= expires=30m"),
-        ("deploy", Some("production"), Some("erin"), "you need role deployers to run /deploy in production"),
-        ("deploy", Some("production"), Some("alice"), "ok approvals=1 approvers=deployers expires=30m"),
-        ("rollback-db", Some("staging"), Some("carol"), "ok approvals=2 approvers=dba expires=1h"),
-        ("rollback-db", Some("production"), Some("erin"), "you need role dba or deployers to run /rollback-db in production"),
-        ("restore-db", Some("staging"), Some("alice"), "you need role dba to run /restore-db in staging"),
-        ("status", None, None, "ok approvals=0 approvers= expires=30m"),
-        ("health", Some("production"), None, "ok approvals=0 approvers= expires=30m"),
-        ("logs", Some("staging"), None, "you have no role in Deckhand, so you may run only /help, /status, /health; ask an admin to add you to config/deckhand.toml"),
-        ("deploy", Some("staging"), None, "you have no role in Deckhand, so you may run only /help, /status, /health; ask an admin to add you to config/deckhand.toml"),
-        ("logs", Some("staging"), Some("erin"), "ok approvals=0 approvers= expires=30m"),
-        ("service", Some("production"), Some("erin"), "you need role oncall or deployers to run /service in production"),
+        (
+            "deploy",
+            Some("staging"),
+            Some("erin"),
+            "ok approvals=0 approvers= expires=30m",
+        ),
+        (
+            "deploy",
+            Some("production"),
+            Some("erin"),
+            "you need role deployers to run /deploy in production",
+        ),
+        (
+            "deploy",
+            Some("production"),
+            Some("alice"),
+            "ok approvals=1 approvers=deployers expires=30m",
+        ),
+        (
+            "rollback-db",
+            Some("staging"),
+            Some("carol"),
+            "ok approvals=2 approvers=dba expires=1h",
+        ),
+        (
+            "rollback-db",
+            Some("production"),
+            Some("erin"),
+            "you need role dba or deployers to run /rollback-db in production",
+        ),
+        (
+            "restore-db",
+            Some("staging"),
+            Some("alice"),
+            "you need role dba to run /restore-db in staging",
+        ),
+        (
+            "status",
+            None,
+            None,
+            "ok approvals=0 approvers= expires=30m",
+        ),
+        (
+            "health",
+            Some("production"),
+            None,
+            "ok approvals=0 approvers= expires=30m",
+        ),
+        (
+            "logs",
+            Some("staging"),
+            None,
+            "you have no role in Deckhand, so you may run only /help, /status, /health; ask an admin to add you to config/deckhand.toml",
+        ),
+        (
+            "deploy",
+            Some("staging"),
+            None,
+            "you have no role in Deckhand, so you may run only /help, /status, /health; ask an admin to add you to config/deckhand.toml",
+        ),
+        (
+            "logs",
+            Some("staging"),
+            Some("erin"),
+            "ok approvals=0 approvers= expires=30m",
+        ),
+        (
+            "service",
+            Some("production"),
+            Some("erin"),
+            "you need role oncall or deployers to run /service in production",
+        ),
     ];
     for (command, env, user, expected) in cases {
         check_request_case(command, env, user, expected);
@@ -67,7 +132,10 @@ fn record(approver: &str, hash: &str, withdrawn: bool) -> ApprovalRecord {
 #[test]
 fn approval_matrix() {
     let (config, _) = shipped();
-    let now = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).single().expect("valid time");
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .single()
+        .expect("valid time");
     let roles = [RoleName::new("deployers")];
     let approvals = [record("bob", "h1", false)];
     let base = ApprovalView {
@@ -89,15 +157,63 @@ fn approval_matrix() {
         assert_eq!(actual, expected, "approval by {who:?}");
     };
     check(&base, Some("bob"), "h1", now, "ok");
-    check(&base, Some("alice"), "h1", now, "you requested #42, so you cannot approve it; someone else with role deployers must");
-    check(&base, Some("erin"), "h1", now, "you need role deployers to approve #42");
-    check(&base, None, "h1", now, "you need role deployers to approve #42");
-    check(&base, Some("bob"), "h2", now, "that approval was for other parameters than #42 has; nothing was approved");
-    check(&base, Some("bob"), "h1", now + Duration::minutes(30), "#42 expired at 10:30 UTC and will not run; request it again");
-    let with_bob = ApprovalView { approvals: &approvals, ..base.clone() };
-    check(&with_bob, Some("bob"), "h1", now, "you already approved #42; one person counts once (1 of 2 approvals)");
-    let running = ApprovalView { state: OpState::Running, ..base.clone() };
-    check(&running, Some("bob"), "h1", now, "#42 is not waiting for approval: it is running");
+    check(
+        &base,
+        Some("alice"),
+        "h1",
+        now,
+        "you requested #42, so you cannot approve it; someone else with role deployers must",
+    );
+    check(
+        &base,
+        Some("erin"),
+        "h1",
+        now,
+        "you need role deployers to approve #42",
+    );
+    check(
+        &base,
+        None,
+        "h1",
+        now,
+        "you need role deployers to approve #42",
+    );
+    check(
+        &base,
+        Some("bob"),
+        "h2",
+        now,
+        "that approval was for other parameters than #42 has; nothing was approved",
+    );
+    check(
+        &base,
+        Some("bob"),
+        "h1",
+        now + Duration::minutes(30),
+        "#42 expired at 10:30 UTC and will not run; request it again",
+    );
+    let with_bob = ApprovalView {
+        approvals: &approvals,
+        ..base.clone()
+    };
+    check(
+        &with_bob,
+        Some("bob"),
+        "h1",
+        now,
+        "you already approved #42; one person counts once (1 of 2 approvals)",
+    );
+    let running = ApprovalView {
+        state: OpState::Running,
+        ..base.clone()
+    };
+    check(
+        &running,
+        Some("bob"),
+        "h1",
+        now,
+        "#42 is not waiting for approval: it is running",
+    );
 }
 
 #[test]
@@ -120,14 +236,21 @@ fn counts_distinct_current_approvals_for_the_exact_parameters() {
         approver_roles: &roles,
         approvals: &approvals,
     };
-    assert_eq!(view.count(), 1, "carol once; dave withdrew; bob approved other parameters; alice is the requester");
+    assert_eq!(
+        view.count(),
+        1,
+        "carol once; dave withdrew; bob approved other parameters; alice is the requester"
+    );
     assert!(!view.is_approved());
 }
 
 #[test]
 fn rejection_and_withdrawal() {
     let (config, _) = shipped();
-    let now = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).single().expect("valid time");
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .single()
+        .expect("valid time");
     let roles = [RoleName::new("deployers")];
     let approvals = [record("bob", "h1", false)];
     let view = ApprovalView {
@@ -140,8 +263,14 @@ fn rejection_and_withdrawal() {
         approver_roles: &roles,
         approvals: &approvals,
     };
-    assert_eq!(check_rejection(&view, Some(&user(&config, "bob")), now), Ok(Refusal::Rejected));
-    assert_eq!(check_rejection(&view, Some(&user(&config, "alice")), now), Ok(Refusal::Cancelled));
+    assert_eq!(
+        check_rejection(&view, Some(&user(&config, "bob")), now),
+        Ok(Refusal::Rejected)
+    );
+    assert_eq!(
+        check_rejection(&view, Some(&user(&config, "alice")), now),
+        Ok(Refusal::Cancelled)
+    );
     assert_eq!(
         check_rejection(&view, Some(&user(&config, "erin")), now)
             .map_err(|error| error.to_string()),
@@ -152,7 +281,10 @@ fn rejection_and_withdrawal() {
         check_withdrawal(&view, &user(&config, "carol")).map_err(|error| error.to_string()),
         Err("you have no approval of #9 to withdraw".to_string())
     );
-    let started = ApprovalView { state: OpState::Running, ..view };
+    let started = ApprovalView {
+        state: OpState::Running,
+        ..view
+    };
     assert_eq!(
         check_withdrawal(&started, &user(&config, "bob")).map_err(|error| error.to_string()),
         Err("#9 is not waiting for approval: it is running".to_string())
@@ -163,15 +295,27 @@ fn rejection_and_withdrawal() {
 fn state_machine_allows_only_documented_transitions() {
     use OpState::*;
     let allowed = [
-        (Pending, Approved), (Pending, Rejected), (Pending, Expired), (Pending, Cancelled),
-        (Approved, Running), (Running, Succeeded), (Running, Failed), (Running, RolledBack), (Running, Interrupted),
+        (Pending, Approved),
+        (Pending, Rejected),
+        (Pending, Expired),
+        (Pending, Cancelled),
+        (Approved, Running),
+        (Running, Succeeded),
+        (Running, Failed),
+        (Running, RolledBack),
+        (Running, Interrupted),
     ];
     for (from, to) in allowed {
         assert!(from.can_become(to), "{from} → {to}");
     }
     let refused = [
-        (Expired, Running), (Rejected, Running), (Cancelled, Running), (Pending, Running),
-        (Succeeded, Running), (Running, Pending), (Failed, Succeeded),
+        (Expired, Running),
+        (Rejected, Running),
+        (Cancelled, Running),
+        (Pending, Running),
+        (Succeeded, Running),
+        (Running, Pending),
+        (Failed, Succeeded),
     ];
     for (from, to) in refused {
         assert!(!from.can_become(to), "{from} → {to}");

@@ -98,7 +98,11 @@ impl Store {
         let seq: i64 = column(&head, "last_seq")?;
         let prev_hash: String = column(&head, "last_hash")?;
         let hash = chain_hash(&prev_hash, entry);
-        sqlx::query(concat!("INSERT INTO audit_log (", audit_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+        sqlx::query(concat!(
+            "INSERT INTO audit_log (",
+            audit_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
         .bind(seq)
         .bind(to_text(entry.at))
         .bind(&entry.actor)
@@ -136,12 +140,24 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn audit_entries(&self, env: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+    pub async fn audit_entries(
+        &self,
+        env: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = match env {
-            Some(env) => sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit_log WHERE env = $1 ORDER BY seq DESC LIMIT $2"))
+            Some(env) => sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log WHERE env = $1 ORDER BY seq DESC LIMIT $2"
+            ))
             .bind(env)
             .bind(limit),
-            None => sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit_log ORDER BY seq DESC LIMIT $1"))
+            None => sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log ORDER BY seq DESC LIMIT $1"
+            ))
             .bind(limit),
         }
         .fetch_all(&self.pool)
@@ -155,15 +171,23 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn audit_chain(&self) -> Result<(Vec<AuditEntry>, i64, String), StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit_log ORDER BY seq"))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("reading the audit log"))?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_log ORDER BY seq"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("reading the audit log"))?;
         let entries = rows.iter().map(read_entry).collect::<Result<Vec<_>, _>>()?;
         let head = sqlx::query("SELECT last_seq, last_hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(query_error("reading the audit chain head"))?;
-        Ok((entries, column(&head, "last_seq")?, column(&head, "last_hash")?))
+        Ok((
+            entries,
+            column(&head, "last_seq")?,
+            column(&head, "last_hash")?,
+        ))
     }
 }

@@ -123,11 +123,13 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn lock_holder(&self, env: &str) -> Result<Option<LockHolder>, StoreError> {
-        let row = sqlx::query("SELECT op_id, command, holder, acquired_at FROM environment_locks WHERE env = $1")
-            .bind(env)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_error("reading an environment lock"))?;
+        let row = sqlx::query(
+            "SELECT op_id, command, holder, acquired_at FROM environment_locks WHERE env = $1",
+        )
+        .bind(env)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("reading an environment lock"))?;
         row.map(|row| {
             let acquired_at: String = column(&row, "acquired_at")?;
             Ok(LockHolder {
@@ -158,7 +160,11 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn place_hold(&self, hold: &Hold, now: DateTime<Utc>) -> Result<Option<Hold>, StoreError> {
+    pub async fn place_hold(
+        &self,
+        hold: &Hold,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Hold>, StoreError> {
         if let Some(existing) = self.hold(&hold.env, now).await? {
             return Ok(Some(existing));
         }
@@ -217,7 +223,11 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn release_hold(&self, env: &str, now: DateTime<Utc>) -> Result<Option<Hold>, StoreError> {
+    pub async fn release_hold(
+        &self,
+        env: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Hold>, StoreError> {
         let existing = self.hold(env, now).await?;
         if existing.is_some() {
             sqlx::query("DELETE FROM environment_holds WHERE env = $1")

@@ -185,7 +185,10 @@ fn from_text(what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError
         })
 }
 
-fn optional_time(what: &'static str, text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn optional_time(
+    what: &'static str,
+    text: Option<String>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     text.map(|text| from_text(what, &text)).transpose()
 }
 

@@ -146,7 +146,11 @@ impl Store {
     /// When the store cannot be reached.
     pub async fn insert_operation(&self, operation: &NewOperation) -> Result<i64, StoreError> {
         let id = self.next_id("operation").await?;
-        let roles: Vec<&str> = operation.approver_roles.iter().map(RoleName::as_str).collect();
+        let roles: Vec<&str> = operation
+            .approver_roles
+            .iter()
+            .map(RoleName::as_str)
+            .collect();
         sqlx::query(
             "INSERT INTO operations (id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -176,11 +180,15 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached or the row is unreadable.
     pub async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_error("reading an operation"))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            operation_columns!(),
+            " FROM operations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("reading an operation"))?;
         row.as_ref().map(read_operation).transpose()
     }
 
@@ -188,8 +196,15 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn operations_in_state(&self, state: OpState) -> Result<Vec<OperationRecord>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations WHERE state = $1 ORDER BY id"))
+    pub async fn operations_in_state(
+        &self,
+        state: OpState,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            operation_columns!(),
+            " FROM operations WHERE state = $1 ORDER BY id"
+        ))
         .bind(state.as_str())
         .fetch_all(&self.pool)
         .await
@@ -201,12 +216,24 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn recent_operations(&self, env: Option<&str>, limit: i64) -> Result<Vec<OperationRecord>, StoreError> {
+    pub async fn recent_operations(
+        &self,
+        env: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
         let rows = match env {
-            Some(env) => sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations WHERE env = $1 ORDER BY id DESC LIMIT $2"))
+            Some(env) => sqlx::query(concat!(
+                "SELECT ",
+                operation_columns!(),
+                " FROM operations WHERE env = $1 ORDER BY id DESC LIMIT $2"
+            ))
             .bind(env)
             .bind(limit),
-            None => sqlx::query(concat!("SELECT ", operation_columns!(), " FROM operations ORDER BY id DESC LIMIT $1"))
+            None => sqlx::query(concat!(
+                "SELECT ",
+                operation_columns!(),
+                " FROM operations ORDER BY id DESC LIMIT $1"
+            ))
             .bind(limit),
         }
         .fetch_all(&self.pool)
@@ -348,7 +375,13 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn set_message(&self, op_id: i64, platform: Platform, channel: &str, message_ref: &str) -> Result<(), StoreError> {
+    pub async fn set_message(
+        &self,
+        op_id: i64,
+        platform: Platform,
+        channel: &str,
+        message_ref: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO operation_messages (op_id, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (op_id, platform) DO UPDATE SET channel = $3, message_ref = $4",
@@ -367,7 +400,11 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn message_of(&self, op_id: i64, platform: Platform) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn message_of(
+        &self,
+        op_id: i64,
+        platform: Platform,
+    ) -> Result<Option<(String, String)>, StoreError> {
         let row = sqlx::query("SELECT channel, message_ref FROM operation_messages WHERE op_id = $1 AND platform = $2")
             .bind(op_id)
             .bind(platform.as_str())
@@ -383,7 +420,12 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn operation_of_message(&self, platform: Platform, channel: &str, message_ref: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn operation_of_message(
+        &self,
+        platform: Platform,
+        channel: &str,
+        message_ref: &str,
+    ) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar(
             "SELECT op_id FROM operation_messages WHERE platform = $1 AND channel = $2 AND message_ref = $3",
         )
@@ -426,7 +468,12 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn withdraw_approval(&self, op_id: i64, approver: &UserName, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn withdraw_approval(
+        &self,
+        op_id: i64,
+        approver: &UserName,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE approvals SET withdrawn_at = $1 WHERE op_id = $2 AND approver = $3 AND withdrawn_at IS NULL",
         )

@@ -94,7 +94,11 @@ impl Store {
     /// When the store cannot be reached.
     pub async fn insert_release(&self, release: &NewRelease) -> Result<i64, StoreError> {
         let id = self.next_id("release").await?;
-        sqlx::query(concat!("INSERT INTO releases (", release_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+        sqlx::query(concat!(
+            "INSERT INTO releases (",
+            release_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
         .bind(id)
         .bind(&release.env)
         .bind(&release.service)
@@ -117,8 +121,17 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn releases(&self, env: &str, service: &str, limit: i64) -> Result<Vec<Release>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", release_columns!(), " FROM releases WHERE env = $1 AND service = $2 ORDER BY id DESC LIMIT $3"))
+    pub async fn releases(
+        &self,
+        env: &str,
+        service: &str,
+        limit: i64,
+    ) -> Result<Vec<Release>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            release_columns!(),
+            " FROM releases WHERE env = $1 AND service = $2 ORDER BY id DESC LIMIT $3"
+        ))
         .bind(env)
         .bind(service)
         .bind(limit)
@@ -133,11 +146,15 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn release(&self, id: i64) -> Result<Option<Release>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", release_columns!(), " FROM releases WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_error("reading a release"))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            release_columns!(),
+            " FROM releases WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("reading a release"))?;
         row.as_ref().map(read_release).transpose()
     }
 
@@ -146,7 +163,11 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn releases_of_operation(&self, op_id: i64) -> Result<Vec<Release>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", release_columns!(), " FROM releases WHERE op_id = $1 ORDER BY id"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            release_columns!(),
+            " FROM releases WHERE op_id = $1 ORDER BY id"
+        ))
         .bind(op_id)
         .fetch_all(&self.pool)
         .await
@@ -158,7 +179,11 @@ impl Store {
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn last_release_operation(&self, env: &str, kind: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn last_release_operation(
+        &self,
+        env: &str,
+        kind: &str,
+    ) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar(
             "SELECT op_id FROM releases WHERE env = $1 AND kind = $2 ORDER BY id DESC LIMIT 1",
         )

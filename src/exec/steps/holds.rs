@@ -19,7 +19,10 @@ fn env_name(input: &OperationInput<'_>) -> Result<String, ExecError> {
 
 /// Plan line for `/lock`.
 pub fn describe_lock(input: &OperationInput<'_>, plan: &mut Plan) {
-    let env = input.env.map(|environment| environment.name.to_string()).unwrap_or_default();
+    let env = input
+        .env
+        .map(|environment| environment.name.to_string())
+        .unwrap_or_default();
     let reason = input.action.args.text("reason").unwrap_or_default();
     let until = input
         .action
@@ -34,10 +37,19 @@ pub fn describe_lock(input: &OperationInput<'_>, plan: &mut Plan) {
 ///
 /// # Errors
 /// When the environment is held already or the store fails.
-pub async fn lock(app: &App, operation: &OperationRecord, input: &OperationInput<'_>) -> Result<StepOutcome, ExecError> {
+pub async fn lock(
+    app: &App,
+    operation: &OperationRecord,
+    input: &OperationInput<'_>,
+) -> Result<StepOutcome, ExecError> {
     let env = env_name(input)?;
     let now = app.now();
-    let reason = input.action.args.text("reason").unwrap_or_default().to_string();
+    let reason = input
+        .action
+        .args
+        .text("reason")
+        .unwrap_or_default()
+        .to_string();
     let expires_at = input
         .action
         .args
@@ -54,24 +66,45 @@ pub async fn lock(app: &App, operation: &OperationRecord, input: &OperationInput
         expires_at,
     };
     if let Some(existing) = app.store.place_hold(&hold, now).await? {
-        return Err(ExecError::Failed(format!("already held: {}", held_message(&existing))));
+        return Err(ExecError::Failed(format!(
+            "already held: {}",
+            held_message(&existing)
+        )));
     }
-    flow::audit_operation(app, operation, input.requester, AuditEvent::Held { reason: reason.clone() }).await;
+    flow::audit_operation(
+        app,
+        operation,
+        input.requester,
+        AuditEvent::Held {
+            reason: reason.clone(),
+        },
+    )
+    .await;
     let until = expires_at
         .map(|at| format!(" until {} UTC", at.format("%a %H:%M")))
         .unwrap_or_else(|| " until /unlock".to_string());
-    Ok(StepOutcome::summary(format!("{env} is locked{until}: \"{reason}\"")))
+    Ok(StepOutcome::summary(format!(
+        "{env} is locked{until}: \"{reason}\""
+    )))
 }
 
 /// Plan line for `/unlock`.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn describe_unlock(app: &App, input: &OperationInput<'_>, plan: &mut Plan) -> Result<(), ExecError> {
+pub async fn describe_unlock(
+    app: &App,
+    input: &OperationInput<'_>,
+    plan: &mut Plan,
+) -> Result<(), ExecError> {
     let env = env_name(input)?;
     match app.store.hold(&env, app.now()).await? {
-        Some(hold) => plan.steps.push(format!("release the hold: {}", held_message(&hold))),
-        None => plan.steps.push(format!("{env} is not held; nothing to release")),
+        Some(hold) => plan
+            .steps
+            .push(format!("release the hold: {}", held_message(&hold))),
+        None => plan
+            .steps
+            .push(format!("{env} is not held; nothing to release")),
     }
     Ok(())
 }
@@ -80,15 +113,31 @@ pub async fn describe_unlock(app: &App, input: &OperationInput<'_>, plan: &mut P
 ///
 /// # Errors
 /// When nothing is held or the store fails.
-pub async fn unlock(app: &App, operation: &OperationRecord, input: &OperationInput<'_>) -> Result<StepOutcome, ExecError> {
+pub async fn unlock(
+    app: &App,
+    operation: &OperationRecord,
+    input: &OperationInput<'_>,
+) -> Result<StepOutcome, ExecError> {
     let env = env_name(input)?;
     match app.store.release_hold(&env, app.now()).await? {
         Some(hold) => {
             let reason = format!("hold by {}: \"{}\"", hold.holder, hold.reason);
-            flow::audit_operation(app, operation, input.requester, AuditEvent::Released { reason: reason.clone() }).await;
-            Ok(StepOutcome::summary(format!("{env} is unlocked (released {reason})")))
+            flow::audit_operation(
+                app,
+                operation,
+                input.requester,
+                AuditEvent::Released {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+            Ok(StepOutcome::summary(format!(
+                "{env} is unlocked (released {reason})"
+            )))
         }
-        None => Err(ExecError::Failed(format!("{env} is not locked; nothing to release"))),
+        None => Err(ExecError::Failed(format!(
+            "{env} is not locked; nothing to release"
+        ))),
     }
 }
 
@@ -113,12 +162,20 @@ pub async fn hold_after_rollback(
     operation: &OperationRecord,
     input: &OperationInput<'_>,
 ) -> Result<StepOutcome, ExecError> {
-    let Some(environment) = input.env.filter(|environment| environment.lock_after_rollback) else {
-        return Ok(StepOutcome::summary("no hold: the environment does not ask for one"));
+    let Some(environment) = input
+        .env
+        .filter(|environment| environment.lock_after_rollback)
+    else {
+        return Ok(StepOutcome::summary(
+            "no hold: the environment does not ask for one",
+        ));
     };
     let env = environment.name.to_string();
     let now = app.now();
-    let reason = format!("rolled back by #{}; deploys wait until /unlock {env}", operation.id);
+    let reason = format!(
+        "rolled back by #{}; deploys wait until /unlock {env}",
+        operation.id
+    );
     let hold = Hold {
         env: env.clone(),
         kind: HoldKind::Rollback,
@@ -130,8 +187,11 @@ pub async fn hold_after_rollback(
     };
     match app.store.place_hold(&hold, now).await? {
         None => {
-            flow::audit_operation(app, operation, input.requester, AuditEvent::Held { reason }).await;
-            Ok(StepOutcome::summary(format!("{env} stays locked against deploys until /unlock {env}")))
+            flow::audit_operation(app, operation, input.requester, AuditEvent::Held { reason })
+                .await;
+            Ok(StepOutcome::summary(format!(
+                "{env} stays locked against deploys until /unlock {env}"
+            )))
         }
         Some(existing) => Ok(StepOutcome::summary(format!(
             "{env} was already held ({}); the hold stays",

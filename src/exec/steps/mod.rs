@@ -56,7 +56,11 @@ pub struct RunContext<'a> {
 
 impl<'a> RunContext<'a> {
     /// A context for an operation about to run its steps.
-    pub fn new(app: &'a Arc<App>, operation: &'a OperationRecord, input: &'a OperationInput<'a>) -> RunContext<'a> {
+    pub fn new(
+        app: &'a Arc<App>,
+        operation: &'a OperationRecord,
+        input: &'a OperationInput<'a>,
+    ) -> RunContext<'a> {
         RunContext {
             app,
             operation,
@@ -80,7 +84,9 @@ impl<'a> RunContext<'a> {
             Step::Help {} => Ok(help::run(self.app, self.input)),
             Step::Lock {} => holds::lock(self.app, self.operation, self.input).await,
             Step::Unlock {} => holds::unlock(self.app, self.operation, self.input).await,
-            Step::HoldLock {} => holds::hold_after_rollback(self.app, self.operation, self.input).await,
+            Step::HoldLock {} => {
+                holds::hold_after_rollback(self.app, self.operation, self.input).await
+            }
             other => Err(ExecError::Failed(format!(
                 "step {} needs the Docker executor, which this build does not have yet",
                 other.kind()
@@ -118,7 +124,12 @@ impl<'a> RunContext<'a> {
 ///
 /// # Errors
 /// When the plan cannot be made.
-pub async fn describe(app: &App, input: &OperationInput<'_>, step: &Step, plan: &mut Plan) -> Result<(), ExecError> {
+pub async fn describe(
+    app: &App,
+    input: &OperationInput<'_>,
+    step: &Step,
+    plan: &mut Plan,
+) -> Result<(), ExecError> {
     match step {
         Step::Lock {} => holds::describe_lock(input, plan),
         Step::Unlock {} => holds::describe_unlock(app, input, plan).await?,

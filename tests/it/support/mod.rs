@@ -1,0 +1,4 @@
+//! Shared test support: workspaces with their own config and store, and
+//! the `deckhand` binary.
+
+pub mod workspace;

@@ -1,0 +1,122 @@
+//! A workspace: a temporary folder holding a copy of the shipped config
+//! (with its store inside the folder and the repository's commands), so a
+//! test runs Deckhand exactly as shipped without touching anything else.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use deckhand::app::App;
+use deckhand::catalog::Catalog;
+use deckhand::config::Config;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary Deckhand installation.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// The shipped config, with the store in the workspace.
+    pub fn shipped() -> Workspace {
+        Workspace::with_config(|text| text)
+    }
+
+    /// The shipped config after `edit`, with the store in the workspace.
+    pub fn with_config(edit: impl FnOnce(String) -> String) -> Workspace {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let shipped = std::fs::read_to_string(repo_root().join("config/deckhand.toml"))
+            .expect("shipped config");
+        let commands = repo_root().join("commands");
+        let text = shipped
+            .replace(
+                "commands = \"../commands\"",
+                &format!("commands = \"{}\"", commands.display()),
+            )
+            .replace(
+                "url = \"sqlite://../deckhand.db\"",
+                "url = \"sqlite://deckhand.db\"",
+            );
+        std::fs::create_dir_all(dir.path().join("config")).expect("config folder");
+        std::fs::write(dir.path().join("config/deckhand.toml"), edit(text)).expect("write config");
+        Workspace { dir }
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config/deckhand.toml")
+    }
+
+    /// Runs `deckhand ARGS --config <this config>`, feeding `stdin`.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .env_remove("DECKHAND_CONFIG")
+            .env_remove("DECKHAND_USER")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("deckhand starts");
+        let mut input = child.stdin.take().expect("stdin is piped");
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("deckhand runs")
+    }
+
+    /// Opens the app in-process against this workspace.
+    pub async fn app(&self) -> Arc<App> {
+        let config = Config::load(&self.config_path()).expect("config is valid");
+        let catalog = Catalog::load(&config).expect("commands are valid");
+        App::open(config, catalog).await.expect("store opens")
+    }
+}
+
+/// Standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A copy of the shipped commands folder, edited, for tests that need a
+/// different policy (a short expiry, say).
+pub struct CommandsCopy {
+    dir: tempfile::TempDir,
+}
+
+impl CommandsCopy {
+    /// Copies the shipped commands and applies `edit` to one file.
+    pub fn edited(file: &str, edit: impl FnOnce(String) -> String) -> CommandsCopy {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        for entry in std::fs::read_dir(repo_root().join("commands")).expect("commands folder") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("file name")))
+                .expect("copy");
+        }
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).expect("command file");
+        std::fs::write(&path, edit(text)).expect("write command file");
+        CommandsCopy { dir }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A workspace whose config uses these commands.
+    pub fn workspace(&self) -> Workspace {
+        let folder = self.path().display().to_string();
+        Workspace::with_config(|text| {
+            let shipped = repo_root().join("commands").display().to_string();
+            text.replace(&shipped, &folder)
+        })
+    }
+}
