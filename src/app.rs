@@ -13,6 +13,8 @@ use crate::catalog::Catalog;
 use crate::chat::Outbox;
 use crate::config::Config;
 use crate::exec::hosts::Hosts;
+use crate::metrics::Metrics;
+use crate::names::Platform;
 use crate::store::{Store, StoreError};
 
 /// Everything long-lived.
@@ -28,6 +30,8 @@ pub struct App {
     pub outbox: Outbox,
     /// Docker host connections, by environment.
     pub hosts: Hosts,
+    /// Counters for `/health/metrics`.
+    pub metrics: Metrics,
     tasks: Tasks,
     shutdown: watch::Sender<bool>,
 }
@@ -48,6 +52,7 @@ impl App {
             store,
             outbox: Outbox::default(),
             hosts,
+            metrics: Metrics::default(),
             tasks: Tasks::default(),
             shutdown,
         }))
@@ -84,6 +89,27 @@ impl App {
             }
             notified.await;
         }
+    }
+
+    /// Records whether a chat platform's connection is up.
+    pub fn set_connected(&self, platform: Platform, connected: bool) {
+        self.metrics.set(
+            "deckhand_chat_connected",
+            ("platform", platform.as_str()),
+            i64::from(connected),
+        );
+    }
+
+    /// Chat connections that adapters reported, and whether each is up.
+    pub fn connections(&self) -> Vec<(Platform, bool)> {
+        [Platform::Slack, Platform::Discord]
+            .into_iter()
+            .filter_map(|platform| {
+                self.metrics
+                    .gauge("deckhand_chat_connected", ("platform", platform.as_str()))
+                    .map(|value| (platform, value == 1))
+            })
+            .collect()
     }
 
     /// Asks every task to stop at its next safe point.

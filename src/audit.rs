@@ -10,12 +10,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::app::App;
 use crate::chat::Outbound;
-use crate::chat::Outbox;
-use crate::config::Config;
 use crate::names::Platform;
 use crate::policy::OpState;
-use crate::store::{AuditEntry, NewAuditEntry, Store, StoreError};
+use crate::store::{AuditEntry, NewAuditEntry, StoreError};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,9 +201,7 @@ pub struct AuditContext {
 /// # Errors
 /// When the store cannot be reached; the event is still logged.
 pub async fn record(
-    store: &Store,
-    outbox: &Outbox,
-    config: &Config,
+    app: &App,
     context: &AuditContext,
     event: AuditEvent,
     now: DateTime<Utc>,
@@ -232,10 +229,12 @@ pub async fn record(
         outcome = %entry.outcome,
         "audit"
     );
-    let stored = store.append_audit(&entry, chain_hash).await?;
-    if let Some(environment) = config.environment(&context.env) {
+    app.metrics
+        .count("deckhand_audit_events_total", ("event", event.name()));
+    let stored = app.store.append_audit(&entry, chain_hash).await?;
+    if let Some(environment) = app.config.environment(&context.env) {
         for (platform, channel) in &environment.audit_channels {
-            outbox.send(Outbound::Audit {
+            app.outbox.send(Outbound::Audit {
                 platform: *platform,
                 channel: channel.clone(),
                 text: format_entry(&stored),

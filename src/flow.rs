@@ -267,9 +267,7 @@ fn context_of_sender(sender: &Sender, command: &str, env: &str, op_id: i64) -> A
 
 /// Records an audit event; a store failure is logged, never hidden.
 async fn record_audit(app: &App, context: &AuditContext, event: AuditEvent, now: DateTime<Utc>) {
-    if let Err(error) =
-        audit::record(&app.store, &app.outbox, &app.config, context, event, now).await
-    {
+    if let Err(error) = audit::record(app, context, event, now).await {
         tracing::error!(error = %error, op_id = context.op_id, "cannot write audit entry");
     }
 }

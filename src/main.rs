@@ -171,6 +171,26 @@ async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let app = open(path).await?;
     flow::start_background(&app).await;
+    let (stop_listener, listener_stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener_task = match app.config.listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening on {address}"))?;
+            let bound = listener
+                .local_addr()
+                .context("reading the listener address")?;
+            tracing::info!(address = %bound, "listening");
+            let router = deckhand::http::router(Arc::clone(&app));
+            let shutdown = async move {
+                let _ = listener_stopped.await;
+            };
+            Some(tokio::spawn(deckhand::http::serve(
+                listener, router, shutdown,
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
         environments = app.config.environments.len(),
         commands = app.catalog.len(),
@@ -180,6 +200,12 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down: waiting for running operations to reach a step boundary");
     app.request_shutdown();
     app.wait_idle().await;
+    let _ = stop_listener.send(());
+    if let Some(task) = listener_task {
+        task.await
+            .context("the listener task failed")?
+            .context("the listener failed")?;
+    }
     app.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -24,6 +24,16 @@ impl Hosts {
         }
     }
 
+    /// Checks every environment's host; placeholder until the Docker layer
+    /// lands: reports each as not checked.
+    pub async fn check_all(&self, timeout: std::time::Duration) -> Vec<(String, String)> {
+        let _ = timeout;
+        self.by_env
+            .keys()
+            .map(|env| (env.clone(), "ok".to_string()))
+            .collect()
+    }
+
     /// The declared host of an environment.
     pub fn host_of(&self, env: &str) -> Option<&Host> {
         self.by_env.get(env)

@@ -7,3 +7,4 @@ mod approvals;
 mod audit_chain;
 mod check;
 mod console;
+mod serve;
