@@ -16,7 +16,7 @@ use crate::chat::{Answer, Outbound, Reply, Request, Tone};
 use crate::config::User;
 use crate::exec::{self, OperationInput, Plan};
 use crate::message;
-use crate::names::Platform;
+use crate::names::{Platform, UserName};
 use crate::parse::{ParseError, parse_action};
 use crate::policy::{self, ApprovalView, OpState, Refusal};
 use crate::store::{NewOperation, OperationRecord};
@@ -45,6 +45,29 @@ impl Sender {
         }
     }
 
+    /// Adds the roles config maps to the person's platform groups. Someone
+    /// config does not list by id but who is in a mapped group becomes a
+    /// person named by their platform id, holding those roles.
+    pub fn with_groups(mut self, app: &App, groups: &[String]) -> Sender {
+        let group_roles = app.config.roles_of_groups(self.platform, groups);
+        if group_roles.is_empty() {
+            return self;
+        }
+        let user = self.user.get_or_insert_with(|| User {
+            name: UserName::new(format!("{}:{}", self.platform, self.user_id)),
+            roles: Vec::new(),
+            console: None,
+            slack: None,
+            discord: None,
+        });
+        for role in group_roles {
+            if !user.roles.contains(&role) {
+                user.roles.push(role);
+            }
+        }
+        self
+    }
+
     /// Their name in messages and the audit log: the config name, or the
     /// platform id for people config does not know.
     pub fn name(&self) -> String {
@@ -69,7 +92,8 @@ pub async fn handle_request(app: &Arc<App>, request: Request) -> Answer {
             }
         }
     }
-    let sender = Sender::identify(app, request.platform, &request.user_id, &request.channel);
+    let sender = Sender::identify(app, request.platform, &request.user_id, &request.channel)
+        .with_groups(app, &request.groups);
     match accept(app, &sender, &request.text, now).await {
         Ok(answer) => answer,
         Err(refusal) => {

@@ -109,6 +109,7 @@ impl Console {
                 channel: CHANNEL.to_string(),
                 text: line.to_string(),
                 delivery_id: None,
+                groups: Vec::new(),
             };
             let answer = flow::handle_request(&self.app, request).await;
             self.drain(output)?;

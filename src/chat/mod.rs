@@ -3,7 +3,9 @@
 //! request flow sends `Outbound` messages through the `Outbox` and never
 //! calls into an adapter, and an adapter only translates.
 
+pub mod approval;
 pub mod console;
+pub mod progress;
 pub mod text;
 
 use std::sync::Mutex;
@@ -25,6 +27,9 @@ pub struct Request {
     pub text: String,
     /// The platform's delivery id, for redelivery dedupe.
     pub delivery_id: Option<String>,
+    /// Platform groups the person belongs to (Slack user groups, Discord
+    /// guild roles), which config may map to roles.
+    pub groups: Vec<String>,
 }
 
 /// How a reply reads at a glance.

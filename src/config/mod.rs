@@ -38,12 +38,80 @@ pub struct Config {
     pub unmapped_may_run: Vec<String>,
     /// Reaction names that approve and reject.
     pub approval_emoji: ApprovalEmoji,
-    /// Roles, by name, with their descriptions.
-    pub roles: BTreeMap<RoleName, String>,
+    /// Roles, by name, with their descriptions and platform groups.
+    pub roles: BTreeMap<RoleName, Role>,
     /// People who may use Deckhand.
     pub users: Vec<User>,
     /// Environments, by name.
     pub environments: BTreeMap<EnvName, Environment>,
+    /// The Slack app, if configured.
+    pub slack: Option<SlackSettings>,
+    /// The Discord application, if configured.
+    pub discord: Option<DiscordSettings>,
+}
+
+/// A role and the platform groups whose members hold it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Role {
+    /// What it is for.
+    pub description: String,
+    /// Slack user group ids.
+    pub slack_usergroups: Vec<String>,
+    /// Discord guild role ids.
+    pub discord_roles: Vec<String>,
+}
+
+/// How Deckhand reaches Slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    /// Socket Mode over a WebSocket Slack hands out.
+    Socket,
+    /// The HTTP Events API on Deckhand's listener.
+    Http,
+}
+
+/// `[slack]`, validated. Tokens are named by environment variable and
+/// read when the adapter starts, so they never sit in config files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackSettings {
+    /// Socket or HTTP.
+    pub mode: SlackMode,
+    /// Variable with the bot token.
+    pub bot_token_env: String,
+    /// Variable with the app-level token (socket mode).
+    pub app_token_env: Option<String>,
+    /// Variable with the signing secret (http mode).
+    pub signing_secret_env: Option<String>,
+    /// Web API base URL.
+    pub api_url: String,
+    /// How long user group memberships are cached.
+    pub usergroup_ttl: Duration,
+}
+
+/// How Deckhand reaches Discord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscordMode {
+    /// The gateway WebSocket.
+    Gateway,
+    /// The HTTP interactions endpoint on Deckhand's listener.
+    Http,
+}
+
+/// `[discord]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordSettings {
+    /// Gateway or HTTP interactions.
+    pub mode: DiscordMode,
+    /// Variable with the bot token.
+    pub token_env: String,
+    /// The application id.
+    pub application_id: String,
+    /// The application's public key (hex), for the interactions endpoint.
+    pub public_key: Option<String>,
+    /// Guilds to register commands in.
+    pub guild_ids: Vec<String>,
+    /// REST base URL.
+    pub api_url: String,
 }
 
 /// Reactions that approve and reject an operation.
@@ -233,6 +301,23 @@ impl Config {
             .find(|user| user.id_on(platform) == Some(id))
     }
 
+    /// Roles whose platform groups include one of `groups` (Slack user
+    /// group ids, Discord guild role ids).
+    pub fn roles_of_groups(&self, platform: Platform, groups: &[String]) -> Vec<RoleName> {
+        self.roles
+            .iter()
+            .filter(|(_, role)| {
+                let role_groups = match platform {
+                    Platform::Slack => &role.slack_usergroups,
+                    Platform::Discord => &role.discord_roles,
+                    Platform::Console => return false,
+                };
+                role_groups.iter().any(|group| groups.contains(group))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The person with this Deckhand name.
     pub fn user_named(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|user| user.name.as_str() == name)
@@ -266,6 +351,14 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     let users = check_users(source, &raw, &roles, &mut problems);
     let hosts = check_hosts(source, &raw, &base_dir, &mut problems);
     let environments = check_environments(source, &raw, &hosts, &mut problems);
+    let slack = raw
+        .slack
+        .as_ref()
+        .and_then(|slack| check_slack(source, slack, &mut problems));
+    let discord = raw
+        .discord
+        .as_ref()
+        .and_then(|discord| check_discord(source, discord, &mut problems));
 
     let commands_dir = normalize(&base_dir.join(raw.commands.as_deref().unwrap_or("../commands")));
     if !problems.is_empty() {
@@ -290,7 +383,130 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         roles,
         users,
         environments,
+        slack,
+        discord,
     })
+}
+
+fn check_slack(
+    source: &Source,
+    raw: &raw::RawSlack,
+    problems: &mut Problems,
+) -> Option<SlackSettings> {
+    let key = KeyPath::root().key("slack");
+    let before = problems.0.len();
+    let mode = match raw.mode.as_deref().unwrap_or("socket") {
+        "socket" => SlackMode::Socket,
+        "http" => SlackMode::Http,
+        other => {
+            problems.0.push(source.problem(
+                &key.key("mode"),
+                format!("unknown mode \"{other}\" (known: socket, http)"),
+            ));
+            SlackMode::Socket
+        }
+    };
+    if mode == SlackMode::Socket && raw.app_token_env.is_none() {
+        problems.0.push(source.problem(
+            &key,
+            "socket mode needs app_token_env naming the variable that holds the xapp- token",
+        ));
+    }
+    if mode == SlackMode::Http && raw.signing_secret_env.is_none() {
+        problems.0.push(source.problem(
+            &key,
+            "http mode needs signing_secret_env naming the variable that holds the signing secret",
+        ));
+    }
+    let usergroup_ttl = match raw.usergroup_ttl.as_deref() {
+        None => Duration::from_secs(300),
+        Some(text) => parse_duration(text).unwrap_or_else(|| {
+            problems.0.push(source.problem(
+                &key.key("usergroup_ttl"),
+                format!("\"{text}\" is not a duration such as \"5m\""),
+            ));
+            Duration::from_secs(300)
+        }),
+    };
+    let api_url = raw
+        .api_url
+        .clone()
+        .unwrap_or_else(|| "https://slack.com/api".to_string());
+    check_base_url(source, &key.key("api_url"), &api_url, problems);
+    (problems.0.len() == before).then(|| SlackSettings {
+        mode,
+        bot_token_env: raw.bot_token_env.clone(),
+        app_token_env: raw.app_token_env.clone(),
+        signing_secret_env: raw.signing_secret_env.clone(),
+        api_url: api_url.trim_end_matches('/').to_string(),
+        usergroup_ttl,
+    })
+}
+
+fn check_discord(
+    source: &Source,
+    raw: &raw::RawDiscord,
+    problems: &mut Problems,
+) -> Option<DiscordSettings> {
+    let key = KeyPath::root().key("discord");
+    let before = problems.0.len();
+    let mode = match raw.mode.as_deref().unwrap_or("gateway") {
+        "gateway" => DiscordMode::Gateway,
+        "http" => DiscordMode::Http,
+        other => {
+            problems.0.push(source.problem(
+                &key.key("mode"),
+                format!("unknown mode \"{other}\" (known: gateway, http)"),
+            ));
+            DiscordMode::Gateway
+        }
+    };
+    if let Some(message) = check_platform_id(Platform::Discord, &raw.application_id) {
+        problems
+            .0
+            .push(source.problem(&key.key("application_id"), message));
+    }
+    for (guild_idx, guild) in raw.guild_ids.iter().enumerate() {
+        if let Some(message) = check_platform_id(Platform::Discord, guild) {
+            problems
+                .0
+                .push(source.problem(&key.key("guild_ids").index(guild_idx), message));
+        }
+    }
+    match &raw.public_key {
+        Some(public_key) if public_key.len() != 64 || hex::decode(public_key).is_err() => {
+            problems.0.push(source.problem(
+                &key.key("public_key"),
+                "the public key must be 64 hex characters, as the Developer Portal shows it",
+            ));
+        }
+        None if mode == DiscordMode::Http => problems
+            .0
+            .push(source.problem(&key, "http mode needs public_key to verify interactions")),
+        _ => {}
+    }
+    let api_url = raw
+        .api_url
+        .clone()
+        .unwrap_or_else(|| "https://discord.com".to_string());
+    check_base_url(source, &key.key("api_url"), &api_url, problems);
+    (problems.0.len() == before).then(|| DiscordSettings {
+        mode,
+        token_env: raw.token_env.clone(),
+        application_id: raw.application_id.clone(),
+        public_key: raw.public_key.clone(),
+        guild_ids: raw.guild_ids.clone(),
+        api_url: api_url.trim_end_matches('/').to_string(),
+    })
+}
+
+fn check_base_url(source: &Source, key: &KeyPath, url: &str, problems: &mut Problems) {
+    let ok = matches!(url::Url::parse(url), Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https");
+    if !ok {
+        problems
+            .0
+            .push(source.problem(key, format!("\"{url}\" is not an http:// or https:// URL")));
+    }
 }
 
 /// The absolute folder of a file, for resolving paths relative to it.
@@ -359,7 +575,7 @@ fn check_roles(
     source: &Source,
     raw: &RawConfig,
     problems: &mut Problems,
-) -> BTreeMap<RoleName, String> {
+) -> BTreeMap<RoleName, Role> {
     let mut roles = BTreeMap::new();
     for (name, role) in &raw.roles {
         if !is_plain_name(name) || name == "anyone" {
@@ -371,9 +587,28 @@ fn check_roles(
             ));
             continue;
         }
+        let key = KeyPath::root().key("roles").key(name);
+        for (group_idx, group) in role.slack_usergroups.iter().enumerate() {
+            if let Some(message) = check_platform_id(Platform::Slack, group) {
+                problems
+                    .0
+                    .push(source.problem(&key.key("slack_usergroups").index(group_idx), message));
+            }
+        }
+        for (group_idx, group) in role.discord_roles.iter().enumerate() {
+            if let Some(message) = check_platform_id(Platform::Discord, group) {
+                problems
+                    .0
+                    .push(source.problem(&key.key("discord_roles").index(group_idx), message));
+            }
+        }
         roles.insert(
             RoleName::new(name.clone()),
-            role.description.clone().unwrap_or_default(),
+            Role {
+                description: role.description.clone().unwrap_or_default(),
+                slack_usergroups: role.slack_usergroups.clone(),
+                discord_roles: role.discord_roles.clone(),
+            },
         );
     }
     roles
@@ -382,7 +617,7 @@ fn check_roles(
 fn check_users(
     source: &Source,
     raw: &RawConfig,
-    roles: &BTreeMap<RoleName, String>,
+    roles: &BTreeMap<RoleName, Role>,
     problems: &mut Problems,
 ) -> Vec<User> {
     let mut users = Vec::new();

@@ -35,6 +35,47 @@ pub struct RawConfig {
     /// Environments, by name.
     #[serde(default)]
     pub environments: BTreeMap<String, RawEnvironment>,
+    /// The Slack app, when Deckhand is connected to Slack.
+    pub slack: Option<RawSlack>,
+    /// The Discord application, when Deckhand is connected to Discord.
+    pub discord: Option<RawDiscord>,
+}
+
+/// `[slack]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// `socket` (default; no public URL needed) or `http` (Events API).
+    pub mode: Option<String>,
+    /// Environment variable holding the bot token (`xoxb-…`).
+    pub bot_token_env: String,
+    /// Environment variable holding the app-level token (`xapp-…`), for socket mode.
+    pub app_token_env: Option<String>,
+    /// Environment variable holding the signing secret, for http mode.
+    pub signing_secret_env: Option<String>,
+    /// Web API base URL; default `https://slack.com/api`.
+    pub api_url: Option<String>,
+    /// How long user group memberships are cached; default `5m`.
+    pub usergroup_ttl: Option<String>,
+}
+
+/// `[discord]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscord {
+    /// `gateway` (default) or `http` (interactions endpoint).
+    pub mode: Option<String>,
+    /// Environment variable holding the bot token.
+    pub token_env: String,
+    /// The application id (a snowflake).
+    pub application_id: String,
+    /// The application's public key (hex), for the interactions endpoint.
+    pub public_key: Option<String>,
+    /// Guilds to register commands in (instant); global registration when empty.
+    #[serde(default)]
+    pub guild_ids: Vec<String>,
+    /// REST base URL; default `https://discord.com`.
+    pub api_url: Option<String>,
 }
 
 /// `[store]`.
@@ -78,6 +119,12 @@ pub struct RawApprovals {
 pub struct RawRole {
     /// What the role is for.
     pub description: Option<String>,
+    /// Slack user groups (`S…` ids) whose members hold this role.
+    #[serde(default)]
+    pub slack_usergroups: Vec<String>,
+    /// Discord guild role ids whose members hold this role.
+    #[serde(default)]
+    pub discord_roles: Vec<String>,
 }
 
 /// `[[users]]`.

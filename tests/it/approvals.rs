@@ -17,6 +17,7 @@ fn console_request(user: &str, text: &str) -> Request {
         channel: "console".to_string(),
         text: text.to_string(),
         delivery_id: None,
+        groups: Vec::new(),
     }
 }
 
