@@ -1,1 +1,3 @@
 //! Deckhand.
+
+pub mod verify;
