@@ -96,7 +96,7 @@ mod slack {
             assert_eq!(updated.ts, posted.ts);
         }
         let message = peer
-            .message(CHANNEL, &posted.ts.to_string())
+            .message(CHANNEL, posted.ts.as_ref())
             .expect("the peer kept the message");
         assert_eq!(
             message.texts(),
@@ -139,7 +139,7 @@ mod slack {
             "{again:?}"
         );
         assert_eq!(
-            peer.message(CHANNEL, &posted.ts.to_string())
+            peer.message(CHANNEL, posted.ts.as_ref())
                 .map(|message| message.reactions),
             Some(vec!["rocket".to_string()])
         );
@@ -162,6 +162,37 @@ mod slack {
             .await
             .expect("usergroups.users.list answers ok");
         assert_eq!(members.users.len(), 2);
+
+        // A person's message can be reacted to but not edited by the bot.
+        let alice_ts = peer.seed_message(CHANNEL, "U0ALICE001", "can someone approve?");
+        let alice_ts = SlackTs::new(alice_ts);
+        session
+            .reactions_add(&SlackApiReactionsAddRequest::new(
+                channel.clone(),
+                SlackReactionName::new("eyes".to_string()),
+                alice_ts.clone(),
+            ))
+            .await
+            .expect("reactions.add on a seeded message answers ok");
+        let edit = session
+            .chat_update(&SlackApiChatUpdateRequest::new(
+                channel.clone(),
+                text_content("hijacked"),
+                alice_ts,
+            ))
+            .await;
+        assert!(
+            matches!(edit, Err(SlackClientError::ApiError(ref error)) if error.code == "cant_update_message"),
+            "{edit:?}"
+        );
+        let reacted = peer
+            .wait_for_message(CHANNEL, DEADLINE, |message| message.reactions == ["eyes"])
+            .await;
+        assert_eq!(reacted.text(), "can someone approve?");
+        assert_eq!(
+            peer.wait_for_calls("chat.update", 3, DEADLINE).await.len(),
+            3
+        );
     }
 
     #[tokio::test]
@@ -217,7 +248,7 @@ mod slack {
             .collect();
         assert_eq!(statuses, [429, 429, 200, 200]);
         assert_eq!(
-            peer.message(CHANNEL, &posted.ts.to_string())
+            peer.message(CHANNEL, posted.ts.as_ref())
                 .map(|message| message.texts()),
             Some(vec!["v1".to_string(), "v2".to_string()]),
             "scripted replies change nothing"
@@ -234,6 +265,20 @@ mod slack {
         assert!(
             matches!(refused, Err(SlackClientError::ApiError(ref error)) if error.code == "invalid_auth"),
             "{refused:?}"
+        );
+
+        peer.script(
+            "auth.test",
+            1,
+            SlackReply::Raw {
+                status: 503,
+                body: json!({ "ok": false, "error": "service_unavailable" }),
+            },
+        );
+        let unavailable = session.auth_test().await;
+        assert!(
+            matches!(unavailable, Err(SlackClientError::HttpError(ref error)) if error.status_code.as_u16() == 503),
+            "{unavailable:?}"
         );
     }
 
@@ -285,17 +330,12 @@ mod slack {
     #[derive(Clone)]
     struct Seen(Arc<Mutex<Vec<String>>>);
 
-    fn remember(
-        states: &SlackClientEventsUserState,
-        what: String,
-    ) -> impl std::future::Future<Output = ()> + '_ {
-        async move {
-            let guard = states.read().await;
-            let seen = guard
-                .get_user_state::<Seen>()
-                .expect("the test registered Seen");
-            seen.0.lock().expect("not poisoned").push(what);
-        }
+    async fn remember(states: &SlackClientEventsUserState, what: String) {
+        let guard = states.read().await;
+        let seen = guard
+            .get_user_state::<Seen>()
+            .expect("the test registered Seen");
+        seen.0.lock().expect("not poisoned").push(what);
     }
 
     async fn on_command(
@@ -425,14 +465,14 @@ mod discord {
     use serenity::all::{
         ChannelId, ClientBuilder, Command, CommandType, Context, CreateCommand,
         CreateCommandOption, CreateInteractionResponse, CreateInteractionResponseFollowup,
-        CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EventHandler,
-        GatewayIntents, GuildId, Http, HttpBuilder, Interaction, InteractionId, MessageId,
+        CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
+        EventHandler, GatewayIntents, GuildId, Http, HttpBuilder, Interaction, InteractionId,
         Reaction, ReactionType, Ready, ResumedEvent,
     };
 
     use super::*;
 
-    fn http(peer: &DiscordPeer, token: &str) -> Http {
+    fn http_client(peer: &DiscordPeer, token: &str) -> Http {
         HttpBuilder::new(token)
             .proxy(peer.base_url())
             .ratelimiter_disabled(true)
@@ -443,7 +483,7 @@ mod discord {
     #[tokio::test]
     async fn rest_calls_from_serenity_reach_the_peer() {
         let peer = DiscordPeer::start().await;
-        let http = http(&peer, DISCORD_BOT_TOKEN);
+        let http = http_client(&peer, DISCORD_BOT_TOKEN);
 
         let gateway = http.get_gateway().await.expect("GET /gateway answers");
         assert_eq!(gateway.url, peer.gateway_url());
@@ -544,9 +584,7 @@ mod discord {
             .await
             .expect("PATCH @original answers");
         }
-        let original = peer
-            .original_response(token)
-            .expect("the deferred callback created the original");
+        let original = peer.wait_for_original(token, 3, DEADLINE).await;
         assert_eq!(original.contents(), ["", "pull ✓", "pull ✓ recreate ✓"]);
         let repeat = http
             .create_interaction_response(
@@ -572,6 +610,53 @@ mod discord {
 
         peer.script(
             "PATCH",
+            "/channels/",
+            1,
+            DiscordReply::Error {
+                status: 403,
+                code: 50001,
+                message: "Missing Access".to_string(),
+            },
+        );
+        let denied = channel
+            .edit_message(
+                &http,
+                approval.id,
+                EditMessage::new().content("Approved ✅"),
+            )
+            .await;
+        assert!(format!("{denied:?}").contains("50001"), "{denied:?}");
+        channel
+            .edit_message(
+                &http,
+                approval.id,
+                EditMessage::new().content("Approved ✅"),
+            )
+            .await
+            .expect("PATCH message answers once the script is used up");
+        let edits = peer
+            .wait_for_requests("PATCH", "/channels/", 2, DEADLINE)
+            .await;
+        assert_eq!(
+            edits.iter().map(|edit| edit.status).collect::<Vec<_>>(),
+            [403, 200]
+        );
+        assert_eq!(
+            peer.message(&approval.id.to_string())
+                .map(|message| message.contents()),
+            Some(vec![
+                "Approve rollback?".to_string(),
+                "Approved ✅".to_string()
+            ])
+        );
+        let question = peer.seed_message(DISCORD_CHANNEL_ID, "who approves?");
+        channel
+            .create_reaction(&http, question.parse::<u64>().expect("a snowflake"), '👀')
+            .await
+            .expect("PUT reaction on a seeded message answers 204");
+
+        peer.script(
+            "PATCH",
             "/messages/@original",
             1,
             DiscordReply::RateLimited {
@@ -590,14 +675,9 @@ mod discord {
         let scripted = &peer.requests_matching("PATCH", "/messages/@original")[2];
         assert_eq!(scripted.status, 429);
 
-        let stranger = http_for_token(&peer, "not-the-token");
+        let stranger = http_client(&peer, "not-the-token");
         let refused = stranger.get_current_user().await;
         assert!(format!("{refused:?}").contains("401"), "{refused:?}");
-        let _ = MessageId::new(1);
-    }
-
-    fn http_for_token(peer: &DiscordPeer, token: &str) -> Http {
-        http(peer, token)
     }
 
     #[derive(Clone)]
@@ -641,10 +721,11 @@ mod discord {
         let peer = DiscordPeer::start().await;
         let recorder = Recorder(Arc::new(Mutex::new(Vec::new())));
         let intents = GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGE_REACTIONS;
-        let mut client = ClientBuilder::new_with_http(http(&peer, DISCORD_BOT_TOKEN), intents)
-            .event_handler(recorder.clone())
-            .await
-            .expect("the client builds");
+        let mut client =
+            ClientBuilder::new_with_http(http_client(&peer, DISCORD_BOT_TOKEN), intents)
+                .event_handler(recorder.clone())
+                .await
+                .expect("the client builds");
         let running = tokio::spawn(async move { client.start().await });
 
         let identify = peer.wait_for_identify(1, DEADLINE).await;
@@ -674,12 +755,16 @@ mod discord {
         assert!(recorder.seen().contains(&"command deploy".to_string()));
         assert_eq!(peer.interaction_callbacks()[0].body["type"], 5);
 
-        peer.wait_for_heartbeats(2, DEADLINE).await;
-        assert!(
-            peer.heartbeats()
-                .iter()
-                .any(|last_seq| last_seq == &json!(2)),
-            "heartbeats carry the last s"
+        // Heartbeats are answered with op 11 (or serenity would reconnect) and
+        // carry the last sequence number seen.
+        wait_for("a heartbeat carrying s=2", DEADLINE, || {
+            peer.heartbeats().contains(&json!(2)).then_some(())
+        })
+        .await;
+        assert_eq!(
+            peer.connection_count(),
+            1,
+            "acknowledged heartbeats keep the connection"
         );
 
         let reaction = fixture_json("discord/gateway_message_reaction_add.json")["d"].clone();
@@ -709,6 +794,51 @@ mod discord {
         peer.drop_socket();
         peer.wait_for_resume(2, DEADLINE).await;
         assert_eq!(peer.connection_count(), 3);
+        running.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serenity_gateway_reidentifies_after_invalid_session_and_missing_acks() {
+        let peer = DiscordPeer::start().await;
+        let recorder = Recorder(Arc::new(Mutex::new(Vec::new())));
+        let intents = GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGE_REACTIONS;
+        let mut client =
+            ClientBuilder::new_with_http(http_client(&peer, DISCORD_BOT_TOKEN), intents)
+                .event_handler(recorder.clone())
+                .await
+                .expect("the client builds");
+        let running = tokio::spawn(async move { client.start().await });
+        peer.wait_for_session(DEADLINE).await;
+
+        peer.close_socket(4000, "Unknown error");
+        let resume = peer.wait_for_resume(1, DEADLINE).await;
+        assert_eq!(resume["seq"], 1, "a 4000 close is resumable");
+
+        // Serenity waits up to 5 s between identifies (WAIT_BETWEEN_BOOTS_IN_SECONDS).
+        peer.send_invalid_session(false);
+        peer.wait_for_identify(2, DEADLINE).await;
+        peer.wait_for_session(DEADLINE).await;
+        peer.dispatch_fixture("discord/gateway_message_reaction_add_custom_emoji.json");
+        wait_for("the reaction on the new session", DEADLINE, || {
+            recorder
+                .seen()
+                .iter()
+                .any(|seen| seen.starts_with("reaction <:shipit:"))
+                .then_some(())
+        })
+        .await;
+
+        peer.set_heartbeat_acks(false);
+        peer.wait_for_identify(3, DEADLINE).await;
+        wait_for("READY after each of the three identifies", DEADLINE, || {
+            let n_ready = recorder
+                .seen()
+                .iter()
+                .filter(|seen| seen.starts_with("ready"))
+                .count();
+            (n_ready == 3).then_some(())
+        })
+        .await;
         running.abort();
     }
 }
@@ -926,5 +1056,22 @@ mod signing {
             .map(|request| request.status)
             .collect();
         assert_eq!(statuses, [201, 400, 401, 429]);
+
+        let outage = json!({ "error": { "message": "Internal Server Error", "code": 1001 } });
+        peer.script(
+            1,
+            PagerDutyReply::Raw {
+                status: 500,
+                body: outage.clone(),
+            },
+        );
+        let failed = post_note(
+            format!("Token token={PAGERDUTY_API_TOKEN}"),
+            Some(PAGERDUTY_FROM_EMAIL),
+        )
+        .await
+        .expect("the peer answers");
+        assert_eq!(failed.status().as_u16(), 500);
+        assert_eq!(failed.json::<Value>().await.expect("JSON"), outage);
     }
 }

@@ -233,11 +233,6 @@ impl<T: Clone> Journal<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Replaces the entry at `idx`.
-    fn set(&self, idx: usize, entry: T) {
-        lock(&self.0)[idx] = entry;
-    }
 }
 
 /// Replies a test has queued for requests that match a predicate. Each entry

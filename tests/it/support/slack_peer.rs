@@ -120,10 +120,7 @@ impl SlackPeer {
     pub async fn start() -> Self {
         let mut state_slot = None;
         let server = PeerServer::start_with(|addr| {
-            let state = Arc::new(SlackState::new(
-                format!("http://{addr}"),
-                format!("ws://{addr}"),
-            ));
+            let state = Arc::new(SlackState::new(format!("ws://{addr}")));
             state_slot = Some(Arc::clone(&state));
             router(state)
         })
@@ -504,7 +501,6 @@ pub async fn post_with_signature(
 // The server side.
 
 struct SlackState {
-    http_base: String,
     ws_base: String,
     requests: Journal<RecordedRequest>,
     scripts: ScriptBook<SlackReply>,
@@ -514,9 +510,8 @@ struct SlackState {
 }
 
 impl SlackState {
-    fn new(http_base: String, ws_base: String) -> Self {
+    fn new(ws_base: String) -> Self {
         Self {
-            http_base,
             ws_base,
             requests: Journal::default(),
             scripts: ScriptBook::default(),
