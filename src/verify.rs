@@ -90,10 +90,10 @@ impl<T> AsRef<T> for Verified<T> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     /// A required header is absent.
-    #[error("missing header {0}")]
+    #[error("missing header \"{0}\"")]
     MissingHeader(&'static str),
     /// A header is present but cannot be read.
-    #[error("malformed header {header}: {problem}")]
+    #[error("malformed header \"{header}\": {problem}")]
     MalformedHeader {
         /// The header's name.
         header: &'static str,
@@ -109,7 +109,7 @@ pub enum VerifyError {
         max_skew_secs: u64,
     },
     /// The signature is well formed but does not match the body.
-    #[error("bad signature in {0}")]
+    #[error("bad signature in \"{0}\"")]
     BadSignature(&'static str),
     /// The configured Discord public key is not a valid hex Ed25519 key.
     #[error("configured Discord public key is not a valid hex Ed25519 key")]
@@ -520,7 +520,7 @@ mod tests {
                 body: body.to_vec(),
                 expected: expected.map_err(str::to_string),
             };
-            let bad = Err("bad signature in X-Slack-Signature");
+            let bad = Err("bad signature in \"X-Slack-Signature\"");
             cases.push(slack_case(
                 "as documented",
                 &secret,
@@ -627,7 +627,7 @@ mod tests {
                 now,
                 without_header(&good_headers, SLACK_TIMESTAMP_HEADER),
                 &body,
-                Err("missing header X-Slack-Request-Timestamp"),
+                Err("missing header \"X-Slack-Request-Timestamp\""),
             ));
             cases.push(slack_case(
                 "missing signature",
@@ -635,7 +635,7 @@ mod tests {
                 now,
                 without_header(&good_headers, SLACK_SIGNATURE_HEADER),
                 &body,
-                Err("missing header X-Slack-Signature"),
+                Err("missing header \"X-Slack-Signature\""),
             ));
             cases.push(slack_case(
                 "timestamp not a number",
@@ -643,7 +643,7 @@ mod tests {
                 now,
                 with_header(&good_headers, SLACK_TIMESTAMP_HEADER, "yesterday"),
                 &body,
-                Err("malformed header X-Slack-Request-Timestamp: expected unix seconds"),
+                Err("malformed header \"X-Slack-Request-Timestamp\": expected unix seconds"),
             ));
             cases.push(slack_case(
                 "unknown scheme",
@@ -655,7 +655,7 @@ mod tests {
                     &signature.replacen("v0=", "v1=", 1),
                 ),
                 &body,
-                Err("malformed header X-Slack-Signature: expected the v0= scheme"),
+                Err("malformed header \"X-Slack-Signature\": expected the v0= scheme"),
             ));
             cases.push(slack_case(
                 "truncated signature",
@@ -667,7 +667,7 @@ mod tests {
                     &signature[..signature.len() - 2],
                 ),
                 &body,
-                Err("malformed header X-Slack-Signature: expected 64 hex digits after v0="),
+                Err("malformed header \"X-Slack-Signature\": expected 64 hex digits after v0="),
             ));
         }
         cases
@@ -718,7 +718,7 @@ mod tests {
                 body: body.clone(),
                 expected: expected.map_err(str::to_string),
             };
-            let bad = Err("bad signature in X-Signature-Ed25519");
+            let bad = Err("bad signature in \"X-Signature-Ed25519\"");
             cases.push(discord_case(
                 "as signed",
                 good_headers.clone(),
@@ -757,25 +757,25 @@ mod tests {
                 "signature not hex",
                 with_header(&good_headers, DISCORD_SIGNATURE_HEADER, &"zz".repeat(64)),
                 &body,
-                Err("malformed header X-Signature-Ed25519: expected 128 hex digits"),
+                Err("malformed header \"X-Signature-Ed25519\": expected 128 hex digits"),
             ));
             cases.push(discord_case(
                 "signature too short",
                 with_header(&good_headers, DISCORD_SIGNATURE_HEADER, &signature[..126]),
                 &body,
-                Err("malformed header X-Signature-Ed25519: expected 128 hex digits"),
+                Err("malformed header \"X-Signature-Ed25519\": expected 128 hex digits"),
             ));
             cases.push(discord_case(
                 "missing signature",
                 without_header(&good_headers, DISCORD_SIGNATURE_HEADER),
                 &body,
-                Err("missing header X-Signature-Ed25519"),
+                Err("missing header \"X-Signature-Ed25519\""),
             ));
             cases.push(discord_case(
                 "missing timestamp",
                 without_header(&good_headers, DISCORD_TIMESTAMP_HEADER),
                 &body,
-                Err("missing header X-Signature-Timestamp"),
+                Err("missing header \"X-Signature-Timestamp\""),
             ));
             for (suffix, bad_key) in [
                 ("key not hex", "not a key".to_string()),
@@ -842,9 +842,9 @@ mod tests {
                     body: body.to_vec(),
                     expected: expected.map_err(str::to_string),
                 };
-            let bad = Err("bad signature in X-PagerDuty-Signature");
+            let bad = Err("bad signature in \"X-PagerDuty-Signature\"");
             let malformed =
-                Err("malformed header X-PagerDuty-Signature: no v1=<64 hex digits> entry");
+                Err("malformed header \"X-PagerDuty-Signature\": no v1=<64 hex digits> entry");
             cases.push(pagerduty_case(
                 "as signed",
                 &secret,
@@ -927,7 +927,7 @@ mod tests {
                 &secret,
                 None,
                 &body,
-                Err("missing header X-PagerDuty-Signature"),
+                Err("missing header \"X-PagerDuty-Signature\""),
             ));
         }
         cases

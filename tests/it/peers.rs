@@ -925,7 +925,7 @@ mod signing {
         let (status, message) = outcome(forged_post(&url, &body, form, now_unix()).await).await;
         assert_eq!(
             (status, message.as_str()),
-            (401, "bad signature in X-Slack-Signature")
+            (401, "bad signature in \"X-Slack-Signature\"")
         );
         let altered = String::from_utf8(body.clone())
             .expect("UTF-8 form")
@@ -934,7 +934,7 @@ mod signing {
             outcome(altered_post(&url, SLACK_SECRET, &body, altered.as_bytes(), form).await).await;
         assert_eq!(
             (status, message.as_str()),
-            (401, "bad signature in X-Slack-Signature")
+            (401, "bad signature in \"X-Slack-Signature\"")
         );
     }
 
@@ -964,7 +964,7 @@ mod signing {
             .expect("the verifier answers");
         assert_eq!(
             outcome(shifted).await,
-            (401, "bad signature in X-Signature-Ed25519".to_string())
+            (401, "bad signature in \"X-Signature-Ed25519\"".to_string())
         );
 
         let vectors = fixture_json("signatures.json");
