@@ -968,6 +968,9 @@ mod signing {
         );
 
         let vectors = fixture_json("signatures.json");
+        let keypair = &vectors["discord"]["test_keypair"];
+        assert_eq!(keypair["public_key_hex"], DISCORD_PUBLIC_KEY_HEX);
+        assert_eq!(keypair["private_key_seed_hex"], DISCORD_PRIVATE_SEED_HEX);
         let ping = &vectors["discord"]["computed_vectors"][0];
         let ping_timestamp = ping["timestamp"].as_str().expect("a timestamp");
         let ping_body = ping["body"].as_str().expect("a body").as_bytes();

@@ -158,6 +158,8 @@ pub struct DiscordPeer {
 impl DiscordPeer {
     /// Starts the REST server and the gateway on two `127.0.0.1:0` listeners.
     pub async fn start() -> Self {
+        // The gateway listens first so that the REST state can hand out its URL;
+        // its handler finds the shared state through this slot once REST is up.
         let gateway_state = Arc::new(Mutex::new(None::<Arc<DiscordState>>));
         let gateway_slot = Arc::clone(&gateway_state);
         let gateway = PeerServer::start(
