@@ -32,3 +32,4 @@ pub mod policy;
 pub mod problem;
 pub mod secret;
 pub mod store;
+pub mod verify;

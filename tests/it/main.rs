@@ -1,5 +1,6 @@
 //! Deckhand's integration tests: one binary, one module per area, sharing
-//! `support`. Run one area with `cargo test --test it console::`.
+//! `support` (workspaces, the binary, and local Slack, Discord and PagerDuty
+//! peers). Run one area with `cargo test --test it console::`.
 
 mod support;
 
@@ -7,4 +8,5 @@ mod approvals;
 mod audit_chain;
 mod check;
 mod console;
+mod peers;
 mod serve;
