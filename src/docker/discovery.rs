@@ -162,10 +162,11 @@ impl DockerHost {
         let mut containers = Vec::new();
         for id in self.container_ids(selector).await? {
             // A container can disappear between listing and inspecting it.
-            if let Some(info) = self.inspect_if_exists(&id).await? {
-                if !is_oneoff(&info) && !info.name.ends_with(super::OLD_CONTAINER_SUFFIX) {
-                    containers.push(info);
-                }
+            if let Some(info) = self.inspect_if_exists(&id).await?
+                && !is_oneoff(&info)
+                && !info.name.ends_with(super::OLD_CONTAINER_SUFFIX)
+            {
+                containers.push(info);
             }
         }
         containers.sort_by_key(|info| (replica_number(info), info.name.clone()));
@@ -190,10 +191,10 @@ impl DockerHost {
         };
         let mut leftovers = Vec::new();
         for id in self.container_ids(&leftover_selector).await? {
-            if let Some(info) = self.inspect_if_exists(&id).await? {
-                if info.name.ends_with(super::OLD_CONTAINER_SUFFIX) {
-                    leftovers.push(info);
-                }
+            if let Some(info) = self.inspect_if_exists(&id).await?
+                && info.name.ends_with(super::OLD_CONTAINER_SUFFIX)
+            {
+                leftovers.push(info);
             }
         }
         Ok(leftovers)

@@ -205,6 +205,12 @@ impl DockerHost {
                 endpoint: self.endpoint.to_string(),
                 reason: innermost_reason(&error),
             },
+            // With TLS 1.3 a refused client certificate surfaces on the first request, not
+            // while connecting; it still means this host cannot be used.
+            Bollard::HyperLegacyError { .. } if has_tls_cause(&error) => DockerError::Unreachable {
+                endpoint: self.endpoint.to_string(),
+                reason: format!("TLS handshake failed: {}", innermost_reason(&error)),
+            },
             Bollard::SocketNotFoundError(path) => DockerError::Unreachable {
                 endpoint: self.endpoint.to_string(),
                 reason: format!("no socket at {path}"),
@@ -308,6 +314,26 @@ fn client_for(spec: &HostSpec) -> Result<Docker, DockerError> {
         },
         other => invalid(innermost_reason(&other)),
     })
+}
+
+/// Whether a TLS error is among the causes.
+fn has_tls_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // io::Error's source() skips the error it wraps, so look inside explicitly.
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// The deepest cause's message, lower-cased and without the `(os error N)` suffix, e.g.

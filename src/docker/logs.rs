@@ -112,10 +112,10 @@ fn lines_of(chunk: LogOutput) -> Vec<LogLine> {
 
 /// Docker prefixes each line with an RFC 3339 timestamp and a space when asked to.
 fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
-    if let Some((prefix, rest)) = line.split_once(' ') {
-        if let Ok(timestamp) = DateTime::parse_from_rfc3339(prefix) {
-            return (Some(timestamp.with_timezone(&Utc)), rest);
-        }
+    if let Some((prefix, rest)) = line.split_once(' ')
+        && let Ok(timestamp) = DateTime::parse_from_rfc3339(prefix)
+    {
+        return (Some(timestamp.with_timezone(&Utc)), rest);
     }
     (None, line)
 }

@@ -247,9 +247,11 @@ impl StackSpec {
         for service in &self.services {
             render_service(&mut yaml, service, &self.labels);
         }
-        yaml.push_str("volumes:\n");
-        for volume in &self.volumes {
-            render_labelled_object(&mut yaml, volume, &self.labels);
+        if !self.volumes.is_empty() {
+            yaml.push_str("volumes:\n");
+            for volume in &self.volumes {
+                render_labelled_object(&mut yaml, volume, &self.labels);
+            }
         }
         yaml.push_str("networks:\n");
         render_labelled_object(&mut yaml, DEFAULT_NETWORK, &self.labels);

@@ -7,6 +7,8 @@ if [ -z "${DATABASE_URL:-}" ]; then
   exit 1
 fi
 export PGCONNECT_TIMEOUT=5
+# Keep NOTICEs such as "relation already exists, skipping" out of the output.
+export PGOPTIONS="-c client_min_messages=warning"
 sql() {
   psql "${DATABASE_URL}" -v ON_ERROR_STOP=1 -qAt "$@"
 }
@@ -18,22 +20,29 @@ is_applied() {
   [ -n "$(sql -c "SELECT 1 FROM knex_migrations WHERE name = '$1'")" ]
 }
 
+# A batch is all or nothing: its migrations and their bookkeeping run in one transaction,
+# so a failing migration leaves the database as it was.
 migrate() {
   batch=$(sql -c "SELECT coalesce(max(batch), 0) + 1 FROM knex_migrations")
-  count=0
+  set --
+  names=""
   for file in /app/migrations/*.up.sql; do
     [ -e "$file" ] || continue
     name=$(basename "$file" .up.sql)
     is_applied "$name" && continue
     echo "Migrating ${name}"
-    if ! sql --single-transaction -f "$file" \
-        -c "INSERT INTO knex_migrations (name, batch) VALUES ('${name}', ${batch})"; then
-      echo "Migration failed: ${name} (batch ${batch} stopped; earlier migrations of it stay applied)" >&2
-      exit 1
-    fi
-    count=$((count + 1))
+    set -- "$@" -f "$file" -c "INSERT INTO knex_migrations (name, batch) VALUES ('${name}', ${batch})"
+    names="${names} ${name}"
   done
-  if [ "$count" -eq 0 ]; then echo "Already up to date"; else echo "Batch ${batch} run: ${count} migrations"; fi
+  if [ -z "$names" ]; then
+    echo "Already up to date"
+    return
+  fi
+  if ! sql --single-transaction "$@"; then
+    echo "Migration failed: batch ${batch} (${names# }) was rolled back" >&2
+    exit 1
+  fi
+  echo "Batch ${batch} run: ${names# }"
 }
 
 rollback() {

@@ -8,5 +8,10 @@ if [ "${APP_FAULT}" = crash ]; then
   echo "tasktracker-backend ${APP_VERSION} exited with code 3" >&2
   exit 3
 fi
+# This shell stays PID 1 so that `docker stop` (SIGTERM) ends the server at once: a bare
+# busybox nc as PID 1 would ignore the signal until Docker kills it after the grace period.
+busybox nc -ll -p "${PORT}" -e /app/handle-request.sh &
+server=$!
+trap 'echo "tasktracker-backend ${APP_VERSION} shutting down"; kill "$server" 2>/dev/null; exit 0' TERM INT
 echo "tasktracker-backend ${APP_VERSION} listening on port ${PORT}"
-exec busybox nc -ll -p "${PORT}" -e /app/handle-request.sh
+wait "$server"
