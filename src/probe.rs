@@ -5,6 +5,8 @@
 //! status is a [`ProbeResult`] the caller reports. This module knows HTTP only; Docker's
 //! own healthchecks are `docker::DockerHost::wait_healthy`'s business.
 
+#![warn(missing_docs)]
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 

@@ -39,6 +39,8 @@ pub struct TlsFiles {
 }
 
 /// Wall time spent inside Docker API calls, summed over all clones of a [`DockerHost`].
+/// Calls made concurrently each count their full duration, and a streamed response (a
+/// pull, a build, a one-off container's wait) counts as one call lasting until its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ApiTime {
     /// Total time between sending each request and finishing with its response.
@@ -181,15 +183,22 @@ impl DockerHost {
         limit: Duration,
         call: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, DockerError> {
+        let action = action.into();
         let started = Instant::now();
         let outcome = tokio::time::timeout(limit, call).await;
         let elapsed = started.elapsed();
         self.clock.record(elapsed);
+        tracing::trace!(
+            host = %self.name,
+            action = %action,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "docker call"
+        );
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.classify(action.into(), error)),
+            Ok(Err(error)) => Err(self.classify(action, error)),
             Err(_elapsed) => Err(DockerError::Timeout {
-                action: action.into(),
+                action,
                 host: self.name.to_string(),
                 after: limit,
             }),

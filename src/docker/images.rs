@@ -466,7 +466,7 @@ async fn build(
         .labels(&labels)
         .build();
     let client = host.client_for_long_call(BUILD_TIMEOUT);
-    let body = bollard::body_full(bytes::Bytes::from(context.tar.clone()));
+    let body = bollard::body_full(context.tar.clone());
     let mut output = client.build_image(options, None, Some(body));
     let mut last_lines: Vec<String> = Vec::new();
     let streamed = host
@@ -512,7 +512,7 @@ async fn read_file(path: &Path, action: &str) -> Result<Vec<u8>, DockerError> {
 
 /// An in-memory build context: a tar of the Dockerfile and its files, and its hash.
 struct BuildContext {
-    tar: Vec<u8>,
+    tar: bytes::Bytes,
     build_args: HashMap<String, String>,
     hash: String,
 }
@@ -621,7 +621,7 @@ impl BuildContext {
         }
         let parent = if image.builds_on_base() { base_id } else { "" };
         BuildContext {
-            tar: tar_of(&entries),
+            tar: bytes::Bytes::from(tar_of(&entries)),
             hash: context_hash(&entries, &build_args, parent),
             build_args,
         }

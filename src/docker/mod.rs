@@ -12,6 +12,8 @@
 //! environments, releases, policy or chat; the executor composes these calls into runbook
 //! steps. It never spawns the docker CLI and never builds a shell command from input.
 
+#![warn(missing_docs)]
+
 mod diagnostics;
 mod discovery;
 mod error;

@@ -98,6 +98,19 @@ impl DockerHost {
         let old_name = format!("{name}{OLD_CONTAINER_SUFFIX}");
         self.check_no_unfinished_replacement(&name, &old_name)
             .await?;
+        let removes_itself = raw
+            .host_config
+            .as_ref()
+            .and_then(|host_config| host_config.auto_remove)
+            .unwrap_or(false);
+        if removes_itself {
+            // Stopping it would delete it, leaving nothing to revert to.
+            return Err(DockerError::Unsupported {
+                what: format!("replacing \"{name}\""),
+                reason: "it was created with --rm (auto-remove), so it cannot be kept for a revert"
+                    .to_string(),
+            });
+        }
         if !self.image_exists(new_image).await? {
             return Err(DockerError::ImageMissing {
                 reference: new_image.to_string(),

@@ -79,7 +79,12 @@ impl DockerHost {
             .image_config(raw.image.as_deref().unwrap_or_default())
             .await?;
         let explicit = explicit_config(&raw.config.clone().unwrap_or_default(), &image_config);
-        let plan = network_plan(&raw);
+        // A one-off container joins the service's networks without its aliases: otherwise
+        // the service's DNS name would also lead to the migration container.
+        let mut plan = network_plan(&raw);
+        for (_, endpoint) in plan.primary.iter_mut().chain(plan.extra.iter_mut()) {
+            endpoint.aliases = None;
+        }
         let mut labels = explicit.labels;
         for label in LABELS_NOT_COPIED {
             labels.remove(label);

@@ -179,6 +179,21 @@ async fn a_missing_image_that_cannot_be_pulled_is_not_found() {
         docker.host.pull(V1, None).await.expect("present"),
         PullOutcome::AlreadyPresent
     );
+
+    let tagged = format!("deckhand-test/tagged:{}", docker.unique("tag"));
+    docker.host.tag_image(V1, &tagged).await.expect("tags");
+    let tagged_info = docker.host.image_info(&tagged).await.expect("inspects");
+    let v1_info = docker.host.image_info(V1).await.expect("inspects");
+    assert_eq!(tagged_info.map(|info| info.id), v1_info.map(|info| info.id));
+    docker
+        .raw
+        .remove_image(
+            &tagged,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .expect("untagging");
     assert_eq!(
         docker.host.image_digest(V1).await.expect("present"),
         None,
@@ -557,6 +572,19 @@ async fn recreate_then_revert_brings_the_old_container_back() {
     );
     let new = docker.host.inspect(&name).await.expect("inspects");
     assert_eq!(new.image_reference, V2);
+    let by_name = ServiceSelector::Container { name: name.clone() };
+    let leftovers = docker.host.find_leftovers(&by_name).await.expect("lists");
+    assert_eq!(
+        leftovers
+            .iter()
+            .map(|info| info.id.as_str())
+            .collect::<Vec<_>>(),
+        [old_id.as_str()],
+        "the old container waits as a leftover until commit or revert"
+    );
+    let current = docker.host.find_containers(&by_name).await.expect("lists");
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].id, recreated.new_id);
 
     recreated.revert(&docker.host).await.expect("reverts");
     assert!(
