@@ -12,6 +12,9 @@
 //! - `store` — operations, approvals, releases, locks, dedupe and the
 //!   hash-chained `audit` log, through sqlx (SQLite or PostgreSQL).
 //!
+//! - `docker` — the Docker Engine layer through bollard (the only module
+//!   naming bollard); `probe` — HTTP probes and smoke checks.
+//!
 //! Supporting modules: `names` (typed names), `problem` (file:line problems),
 //! `duration`, `secret`.
 
@@ -20,6 +23,7 @@ pub mod audit;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+pub mod docker;
 pub mod duration;
 pub mod exec;
 pub mod flow;
@@ -29,6 +33,7 @@ pub mod metrics;
 pub mod names;
 pub mod parse;
 pub mod policy;
+pub mod probe;
 pub mod problem;
 pub mod secret;
 pub mod store;

@@ -7,6 +7,7 @@ mod support;
 mod approvals;
 mod audit_chain;
 mod check;
+mod docker_layer;
 mod console;
 mod peers;
 mod serve;

@@ -13,6 +13,7 @@
 #![allow(dead_code)] // Each test module uses a different part of the support API.
 
 pub mod discord_peer;
+pub mod docker;
 pub mod pagerduty_peer;
 pub mod slack_peer;
 pub mod workspace;

@@ -1,0 +1,1 @@
+ALTER TABLE tasks ADD COLUMN priority integer NOT NULL DEFAULT 0;
