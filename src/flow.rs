@@ -82,15 +82,10 @@ impl Sender {
 /// follows through the outbox.
 pub async fn handle_request(app: &Arc<App>, request: Request) -> Answer {
     let now = app.now();
-    if let Some(delivery_id) = &request.delivery_id {
-        let key = format!("{}:{delivery_id}", request.platform);
-        match app.store.first_delivery(&key, now).await {
-            Ok(false) => return Answer::Duplicate,
-            Ok(true) => {}
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot record delivery; continuing without dedupe")
-            }
-        }
+    if let Some(delivery_id) = &request.delivery_id
+        && !is_first_delivery(app, request.platform, delivery_id).await
+    {
+        return Answer::Duplicate;
     }
     let sender = Sender::identify(app, request.platform, &request.user_id, &request.channel)
         .with_groups(app, &request.groups);
@@ -99,6 +94,23 @@ pub async fn handle_request(app: &Arc<App>, request: Request) -> Answer {
         Err(refusal) => {
             audit_refusal(app, &sender, &refusal, now).await;
             Answer::Private(refusal.to_reply())
+        }
+    }
+}
+
+/// Records a platform delivery (a Slack event id, a button click's trigger
+/// id, a gateway interaction id); false when it was seen before, so a
+/// redelivered event takes effect once. Requests are deduplicated by
+/// `handle_request` itself; adapters call this for reactions and clicks.
+/// When the store cannot record it, the delivery counts as first: a lost
+/// dedupe record must not lose the person's action.
+pub async fn is_first_delivery(app: &App, platform: Platform, delivery_id: &str) -> bool {
+    let key = format!("{platform}:{delivery_id}");
+    match app.store.first_delivery(&key, app.now()).await {
+        Ok(first) => first,
+        Err(error) => {
+            tracing::warn!(error = %error, %platform, "cannot record delivery; continuing without dedupe");
+            true
         }
     }
 }

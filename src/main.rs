@@ -170,6 +170,8 @@ async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
 
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let app = open(path).await?;
+    // Adapters subscribe before recovery publishes interrupted operations.
+    let slack = start_slack(&app).await?;
     flow::start_background(&app).await;
     let (stop_listener, listener_stopped) = tokio::sync::oneshot::channel::<()>();
     let listener_task = match app.config.listen {
@@ -181,7 +183,10 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 .local_addr()
                 .context("reading the listener address")?;
             tracing::info!(address = %bound, "listening");
-            let router = deckhand::http::router(Arc::clone(&app));
+            let mut router = deckhand::http::router(Arc::clone(&app));
+            if let Some(slack) = &slack {
+                router = router.merge(slack.routes());
+            }
             let shutdown = async move {
                 let _ = listener_stopped.await;
             };
@@ -200,6 +205,9 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down: waiting for running operations to reach a step boundary");
     app.request_shutdown();
     app.wait_idle().await;
+    if let Some(slack) = slack {
+        slack.shutdown(std::time::Duration::from_secs(10)).await;
+    }
     let _ = stop_listener.send(());
     if let Some(task) = listener_task {
         task.await
@@ -209,6 +217,20 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     app.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Slack adapter, when config has `[slack]`, with its tokens read from
+/// the environment variables config names.
+async fn start_slack(app: &Arc<App>) -> anyhow::Result<Option<chat::slack::SlackAdapter>> {
+    let Some(settings) = &app.config.slack else {
+        return Ok(None);
+    };
+    let tokens =
+        chat::slack::SlackTokens::from_env(settings).context("reading the Slack tokens")?;
+    let adapter = chat::slack::start(app, tokens)
+        .await
+        .context("starting the Slack adapter")?;
+    Ok(Some(adapter))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 pub mod approval;
 pub mod console;
 pub mod progress;
+pub mod slack;
 pub mod text;
 
 use std::sync::Mutex;

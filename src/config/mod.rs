@@ -355,6 +355,15 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         .slack
         .as_ref()
         .and_then(|slack| check_slack(source, slack, &mut problems));
+    if let Some(settings) = &slack
+        && settings.mode == SlackMode::Http
+        && raw.server.listen.is_none()
+    {
+        problems.0.push(source.problem(
+            &root.key("slack").key("mode"),
+            "http mode needs [server] listen: Slack posts commands, clicks and events to Deckhand's listener",
+        ));
+    }
     let discord = raw
         .discord
         .as_ref()

@@ -138,3 +138,21 @@ fn resolves_relative_paths_against_the_config_folder() {
     );
     assert_eq!(config.commands_dir, Path::new("/srv/deckhand/commands"));
 }
+
+#[test]
+fn slack_http_mode_needs_the_listener() {
+    let http = "\n[slack]\nmode = \"http\"\nbot_token_env = \"SLACK_BOT_TOKEN\"\nsigning_secret_env = \"SLACK_SIGNING_SECRET\"\n";
+    let text = format!("{VALID}{http}");
+    let lines = text.lines().count();
+    check(
+        &text,
+        &[&format!(
+            "config/deckhand.toml:{}: slack.mode: http mode needs [server] listen: Slack posts commands, clicks and events to Deckhand's listener",
+            lines - 2
+        )],
+    );
+    check(
+        &format!("{VALID}\n[server]\nlisten = \"127.0.0.1:0\"\n{http}"),
+        &["ok 1"],
+    );
+}

@@ -3,6 +3,8 @@
 //! endpoints of the chat and PagerDuty adapters are merged into the same
 //! router by `serve`. Only this module and adapters' HTTP parts name axum.
 
+mod headers;
+
 use std::sync::Arc;
 use std::time::Duration;
 

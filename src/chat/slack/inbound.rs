@@ -1,0 +1,225 @@
+//! What Slack sends, translated into the request flow, the same for Socket
+//! Mode and the HTTP endpoints: a slash command becomes a `Request` (with
+//! the person's user groups); a ✅ / ❌ reaction added or removed goes to
+//! `chat::approval::on_reaction`; an Approve / Reject click goes to
+//! `chat::approval::on_button`. What the flow answers goes back to the person
+//! only: a command's private answer through its `response_url` (falling back
+//! to `chat.postEphemeral`), feedback on reactions and clicks through
+//! `chat.postEphemeral`.
+//!
+//! Each function here may take seconds (planning talks to Docker, group
+//! lookups talk to Slack), so the transports acknowledge first and run these
+//! in spawned tasks. Parsing, policy, approvals and dedupe are the flow's;
+//! this module only translates.
+
+use std::sync::Arc;
+
+use slack_morphism::prelude as sm;
+
+use super::Context;
+use super::render::{render, render_text};
+use crate::chat::{Answer, Reply, Request, approval};
+use crate::flow::{self, Feedback, Sender};
+use crate::names::Platform;
+
+/// A slash command: runs it through the flow and answers privately when
+/// the flow answers privately (usage, refusals, dry runs).
+pub async fn command(context: Arc<Context>, event: sm::SlackCommandEvent) {
+    let user_id = event.user_id.to_string();
+    let channel = event.channel_id.to_string();
+    let text = command_line(&event.command.to_string(), event.text.as_deref());
+    let groups = context.groups.of_user(&context.web, &user_id).await;
+    let request = Request {
+        platform: Platform::Slack,
+        user_id: user_id.clone(),
+        channel: channel.clone(),
+        text,
+        delivery_id: Some(format!("command:{}", event.trigger_id)),
+        groups,
+    };
+    match flow::handle_request(&context.app, request).await {
+        Answer::Accepted { op_id } => {
+            tracing::debug!(op_id, platform = "slack", "slash command accepted");
+        }
+        Answer::Private(reply) => {
+            answer_command(&context, &event.response_url, &channel, &user_id, &reply).await;
+        }
+        Answer::Duplicate => {
+            tracing::info!(
+                platform = "slack",
+                "redelivered slash command ignored; it was handled already"
+            );
+        }
+    }
+}
+
+/// An Events API callback: reactions on operation messages.
+pub async fn push_event(context: Arc<Context>, event: sm::SlackPushEventCallback) {
+    let delivery_id = format!("event:{}", event.event_id);
+    let reaction = match event.event {
+        sm::SlackEventCallbackBody::ReactionAdded(added) => Reaction {
+            user_id: added.user.to_string(),
+            emoji: added.reaction.to_string(),
+            item: added.item,
+            added: true,
+        },
+        sm::SlackEventCallbackBody::ReactionRemoved(removed) => Reaction {
+            user_id: removed.user.to_string(),
+            emoji: removed.reaction.to_string(),
+            item: removed.item,
+            added: false,
+        },
+        _ => {
+            tracing::debug!(platform = "slack", "event of a kind Deckhand does not use");
+            return;
+        }
+    };
+    if approval::decision_for(&context.app, &reaction.emoji).is_none()
+        || context.bot_user_id.as_deref() == Some(reaction.user_id.as_str())
+    {
+        return;
+    }
+    if !flow::is_first_delivery(&context.app, Platform::Slack, &delivery_id).await {
+        tracing::info!(
+            platform = "slack",
+            event_id = %event.event_id,
+            "redelivered event ignored; it took effect already"
+        );
+        return;
+    }
+    on_reaction(&context, reaction).await;
+}
+
+/// An interaction: Approve / Reject clicks.
+pub async fn interaction(context: Arc<Context>, event: sm::SlackInteractionEvent) {
+    let sm::SlackInteractionEvent::BlockActions(block_actions) = event else {
+        tracing::debug!(
+            platform = "slack",
+            "interaction of a kind Deckhand does not use"
+        );
+        return;
+    };
+    let Some(user_id) = block_actions.user.as_ref().map(|user| user.id.to_string()) else {
+        return;
+    };
+    let channel = block_actions
+        .channel
+        .as_ref()
+        .map(|channel| channel.id.to_string())
+        .or_else(|| match &block_actions.container {
+            sm::SlackInteractionActionContainer::Message(message) => {
+                message.channel_id.as_ref().map(ToString::to_string)
+            }
+            _ => None,
+        });
+    let Some(channel) = channel else {
+        return;
+    };
+    let delivery_id = format!("action:{}", block_actions.trigger_id);
+    if !flow::is_first_delivery(&context.app, Platform::Slack, &delivery_id).await {
+        tracing::info!(
+            platform = "slack",
+            "redelivered click ignored; it took effect already"
+        );
+        return;
+    }
+    let sender = sender(&context, &user_id, &channel).await;
+    for action in block_actions.actions.unwrap_or_default() {
+        let Some(value) = action.value else { continue };
+        let feedback = approval::on_button(&context.app, &sender, &value).await;
+        tell(&context, &channel, &user_id, &feedback).await;
+    }
+}
+
+struct Reaction {
+    user_id: String,
+    emoji: String,
+    item: sm::SlackReactionsItem,
+    added: bool,
+}
+
+async fn on_reaction(context: &Context, reaction: Reaction) {
+    let sm::SlackReactionsItem::Message(message) = &reaction.item else {
+        return;
+    };
+    let Some(channel) = message.origin.channel.as_ref().map(ToString::to_string) else {
+        return;
+    };
+    let ts = message.origin.ts.to_string();
+    let sender = sender(context, &reaction.user_id, &channel).await;
+    let feedback =
+        approval::on_reaction(&context.app, &sender, &ts, &reaction.emoji, reaction.added).await;
+    if let Some(feedback) = feedback {
+        tell(context, &channel, &reaction.user_id, &feedback).await;
+    }
+}
+
+/// The person as the flow knows them: by user id, plus their groups.
+async fn sender(context: &Context, user_id: &str, channel: &str) -> Sender {
+    let groups = context.groups.of_user(&context.web, user_id).await;
+    Sender::identify(&context.app, Platform::Slack, user_id, channel)
+        .with_groups(&context.app, &groups)
+}
+
+/// Feedback on an approval, rejection or withdrawal, to that person only.
+async fn tell(context: &Context, channel: &str, user_id: &str, feedback: &Feedback) {
+    let mark = if feedback.applied { "✓" } else { "✗" };
+    let content = render_text(&format!("{mark} {}", feedback.text));
+    if let Err(error) = context.web.post_ephemeral(channel, user_id, &content).await {
+        tracing::warn!(platform = "slack", method = error.method(), code = %error.code(), error = %error, "cannot tell the person what their approval did");
+    }
+}
+
+/// A command's private answer: through its response_url, which works in
+/// any channel; `chat.postEphemeral` when that fails.
+async fn answer_command(
+    context: &Context,
+    response_url: &sm::SlackResponseUrl,
+    channel: &str,
+    user_id: &str,
+    reply: &Reply,
+) {
+    let content = render(reply);
+    let Err(first) = context.web.respond(response_url, &content).await else {
+        return;
+    };
+    if let Err(second) = context.web.post_ephemeral(channel, user_id, &content).await {
+        tracing::error!(platform = "slack", code = %second.code(), error = %second, response_url_error = %first, "cannot give the requester their answer");
+    }
+}
+
+/// `/deploy` and `staging develop` → `/deploy staging develop`.
+fn command_line(command: &str, text: Option<&str>) -> String {
+    let command = if command.starts_with('/') {
+        command.to_string()
+    } else {
+        format!("/{command}")
+    };
+    match text.map(str::trim).filter(|text| !text.is_empty()) {
+        Some(text) => format!("{command} {text}"),
+        None => command,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    #[test]
+    fn command_lines_join_command_and_text() {
+        let cases = [
+            (
+                "/deploy",
+                Some("staging develop"),
+                "/deploy staging develop",
+            ),
+            ("/deploy", Some("  staging  "), "/deploy staging"),
+            ("/help", Some(""), "/help"),
+            ("/help", None, "/help"),
+            ("status", None, "/status"),
+        ];
+        for (command, text, expected) in cases {
+            assert_eq!(command_line(command, text), expected);
+        }
+    }
+}
