@@ -17,6 +17,7 @@ use deckhand::policy::OpState;
 use deckhand::secret::Secret;
 use serde_json::{Value, json};
 
+use crate::support::demo::DemoEnv;
 use crate::support::slack_peer::{
     SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SlackMessage, SlackPeer, SlackReply, altered_post,
     forged_post, signed_post, stale_post,
@@ -37,7 +38,7 @@ const CAROL: &str = "U0CAROL01";
 const DAVE: &str = "U0DAVE001";
 const ERIN: &str = "U0ERIN001";
 /// Not in config; holds `dba` through the user group `S0DBA00001`.
-const FRANK: &str = "U0FRANK01";
+const GRACE: &str = "U0GRACE01";
 const DBA_GROUP: &str = "S0DBA00001";
 
 /// Which transport a test drives.
@@ -54,7 +55,9 @@ struct Harness {
     adapter: Option<SlackAdapter>,
     /// Deckhand's listener, in HTTP mode.
     server: Option<PeerServer>,
-    _workspace: Workspace,
+    /// The demo stack, for tests against real Docker.
+    demo: Option<DemoEnv>,
+    _workspace: Option<Workspace>,
     _commands: Option<CommandsCopy>,
 }
 
@@ -63,12 +66,12 @@ impl Harness {
         Harness::start_with(mode, None).await
     }
 
-    /// Starts with the shipped commands, or with `commands` (an edited copy).
+    /// Starts with the shipped commands, or with `commands` (an edited copy),
+    /// in environments whose stacks do not exist.
     async fn start_with(mode: Mode, commands: Option<CommandsCopy>) -> Harness {
         let peer = SlackPeer::start().await;
-        peer.set_usergroup(DBA_GROUP, &[FRANK]);
         let api_url = peer.api_url();
-        let edit = move |text: String| slack_config(text, mode, &api_url);
+        let edit = move |text: String| isolated_slack_config(text, mode, &api_url);
         let workspace = match &commands {
             Some(commands) => {
                 let folder = commands.path().display().to_string();
@@ -83,6 +86,29 @@ impl Harness {
             None => Workspace::with_config(edit),
         };
         let app = workspace.app().await;
+        let mut harness = Harness::connect(mode, peer, app).await;
+        harness._workspace = Some(workspace);
+        harness._commands = commands;
+        harness
+    }
+
+    /// Starts against an isolated copy of the demo stack in real Docker
+    /// (staging, and production too when `with_production`).
+    async fn start_demo(mode: Mode, test_name: &str, with_production: bool) -> Harness {
+        let peer = SlackPeer::start().await;
+        let api_url = peer.api_url();
+        let demo = DemoEnv::start_with(test_name, with_production, |text| {
+            slack_config(text, mode, &api_url)
+        })
+        .await;
+        let app = demo.workspace.app().await;
+        let mut harness = Harness::connect(mode, peer, app).await;
+        harness.demo = Some(demo);
+        harness
+    }
+
+    async fn connect(mode: Mode, peer: SlackPeer, app: Arc<App>) -> Harness {
+        peer.set_usergroup(DBA_GROUP, &[GRACE]);
         let tokens = SlackTokens {
             bot_token: Secret::new(SLACK_BOT_TOKEN),
             app_token: Some(Secret::new(SLACK_APP_TOKEN)),
@@ -107,8 +133,9 @@ impl Harness {
             app,
             adapter: Some(adapter),
             server,
-            _workspace: workspace,
-            _commands: commands,
+            demo: None,
+            _workspace: None,
+            _commands: None,
         }
     }
 
@@ -245,16 +272,28 @@ impl Harness {
 
     /// Waits until the message `ts` reads `needle` in its latest version.
     async fn wait_for_text(&self, ts: &str, needle: &str) -> SlackMessage {
-        wait_for(
-            &format!("message {ts} to read \"{needle}\""),
-            DEADLINE,
-            || {
-                self.peer
-                    .message(CHANNEL, ts)
-                    .filter(|message| message.text().contains(needle))
-            },
-        )
-        .await
+        self.wait_for_text_within(ts, needle, DEADLINE).await
+    }
+
+    /// Like `wait_for_text`, for operations that take a while (real Docker).
+    async fn wait_for_text_within(&self, ts: &str, needle: &str, within: Duration) -> SlackMessage {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let message = self.peer.message(CHANNEL, ts);
+            if let Some(message) = &message
+                && message.text().contains(needle)
+            {
+                return message.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for message {ts} to read \"{needle}\"; it reads:\n{}",
+                message
+                    .map(|message| message.text().to_string())
+                    .unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits for an ephemeral message to `user` containing `needle`.
@@ -326,7 +365,28 @@ impl Drop for Harness {
 }
 
 /// The shipped config plus `[slack]`, an audit channel for staging, and the
-/// `dba` role granted to a Slack user group.
+/// `dba` role granted to a Slack user group. Its environments name compose
+/// projects that do not exist, so an operation that gets to run fails at
+/// its first Docker step and never touches a stack someone else runs.
+fn isolated_slack_config(text: String, mode: Mode, api_url: &str) -> String {
+    let text = text
+        .replace(
+            "compose_project = \"deckhand-demo\"",
+            "compose_project = \"deckhand-slack-test-absent\"",
+        )
+        .replace(
+            "compose_project = \"deckhand-prod\"",
+            "compose_project = \"deckhand-slack-test-absent-prod\"",
+        )
+        .replace(
+            "/var/backups/deckhand/",
+            "/nonexistent/deckhand-slack-test/",
+        );
+    slack_config(text, mode, api_url)
+}
+
+/// The config `text` plus `[slack]` pointing at the peer, an audit channel
+/// for staging, and the `dba` role granted to a Slack user group.
 fn slack_config(text: String, mode: Mode, api_url: &str) -> String {
     let mode_lines = match mode {
         Mode::Http => {
@@ -620,14 +680,14 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
             Mode::Http,
             &reaction_event(
                 "reaction_added",
-                FRANK,
+                GRACE,
                 "white_check_mark",
                 &message.ts,
                 &new_event_id(),
             ),
         )
         .await;
-    harness.wait_for_ephemeral(FRANK, "it starts now").await;
+    harness.wait_for_ephemeral(GRACE, "it starts now").await;
     let state = harness
         .wait_for_state(
             op_id,
@@ -640,7 +700,7 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
         )
         .await;
     assert_ne!(state, OpState::Pending);
-    let started = harness.wait_for_text(&message.ts, "@slack:U0FRANK01").await;
+    let started = harness.wait_for_text(&message.ts, "@slack:U0GRACE01").await;
     assert!(
         !started.latest()["blocks"]
             .to_string()
@@ -1066,15 +1126,15 @@ async fn socket_mode_survives_disconnects_in_the_middle_of_an_operation() {
         .wait_for_connections(3, Duration::from_secs(20))
         .await;
     harness.react(Mode::Socket, &event).await;
-    let frank = reaction_event(
+    let grace = reaction_event(
         "reaction_added",
-        FRANK,
+        GRACE,
         "white_check_mark",
         &message.ts,
         &new_event_id(),
     );
-    harness.react(Mode::Socket, &frank).await;
-    harness.wait_for_ephemeral(FRANK, "it starts now").await;
+    harness.react(Mode::Socket, &grace).await;
+    harness.wait_for_ephemeral(GRACE, "it starts now").await;
     harness
         .wait_for_state(
             op_id,
@@ -1126,5 +1186,170 @@ async fn socket_mode_survives_disconnects_in_the_middle_of_an_operation() {
         app.connections(),
         [(deckhand::names::Platform::Slack, true)],
         "readiness reports the Slack connection"
+    );
+}
+
+/// How long a deploy or rollback against real Docker may take in a test.
+const DOCKER_DEADLINE: Duration = Duration::from_secs(180);
+
+#[tokio::test]
+async fn a_signed_deploy_command_edits_one_message_through_every_step_to_success() {
+    let harness = Harness::start_demo(Mode::Http, "slack_deploy_message", false).await;
+    harness.command(ALICE, "/deploy staging v2").await;
+    let message = harness.operation_message(1).await;
+    let op_id = op_id_of(&message);
+    let done = harness
+        .wait_for_text_within(&message.ts, "succeeded", DOCKER_DEADLINE)
+        .await;
+    assert_eq!(harness.state_of(op_id).await, OpState::Succeeded);
+    let text = done.text().to_string();
+    assert!(
+        text.starts_with(&format!("✅ Deploy #{op_id} · staging ← v2 · @alice")),
+        "{text}"
+    );
+    for step in [
+        "resolve images (",
+        "pull (",
+        "migrate (",
+        "recreate (",
+        "wait healthy (",
+        "smoke checks (",
+        "record release (",
+    ] {
+        assert!(
+            text.contains(&format!("✓ {step}")),
+            "missing {step}: {text}"
+        );
+    }
+    harness.settle().await;
+    let message = harness.peer.message(CHANNEL, &message.ts).expect("kept");
+    let seen = statuses(&message);
+    assert!(
+        seen.len() >= 3,
+        "the message was edited as the deploy moved: {seen:?}"
+    );
+    assert_eq!(seen.first().map(String::as_str), Some("queued"), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("succeeded"),
+        "{seen:?}"
+    );
+    let step_numbers: Vec<usize> = message
+        .texts()
+        .iter()
+        .filter_map(|text| {
+            let status = text.lines().nth(1)?.trim();
+            let rest = status.strip_prefix("running step ")?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        !step_numbers.is_empty() && step_numbers.windows(2).all(|pair| pair[0] <= pair[1]),
+        "running steps only move forward: {seen:?} {step_numbers:?}"
+    );
+    assert_eq!(
+        harness.top_level_messages().len(),
+        1,
+        "one message for the deploy"
+    );
+    let demo = harness.demo.as_ref().expect("demo stack");
+    let health = deckhand::probe::probe(
+        &format!("{}/health", demo.staging_url(13000)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        health.body_excerpt.contains("v2"),
+        "{}",
+        health.body_excerpt
+    );
+    let audit: Vec<String> = harness
+        .peer
+        .messages_in(AUDIT_CHANNEL)
+        .iter()
+        .map(|line| line.text().to_string())
+        .collect();
+    assert!(
+        audit.iter().any(|line| line.contains("succeeded")),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_production_rollback_waits_for_an_approvers_reaction_not_the_requesters() {
+    let harness = Harness::start_demo(Mode::Http, "slack_prod_rollback", true).await;
+    // A release to roll back: production needs one approval for a deploy too.
+    harness.command(ALICE, "/deploy production v2").await;
+    let deploy = harness.operation_message(1).await;
+    let deploy_id = op_id_of(&deploy);
+    let pending = harness.wait_for_text(&deploy.ts, "awaiting approval").await;
+    harness.click(BOB, &pending, "deckhand_approve").await;
+    harness.wait_for_ephemeral(BOB, "it starts now").await;
+    harness
+        .wait_for_text_within(&deploy.ts, "succeeded", DOCKER_DEADLINE)
+        .await;
+    assert_eq!(harness.state_of(deploy_id).await, OpState::Succeeded);
+
+    harness.command(ALICE, "/rollback production backend").await;
+    let rollback = harness.operation_message(2).await;
+    let rollback_id = op_id_of(&rollback);
+    let pending = harness
+        .wait_for_text(&rollback.ts, "awaiting approval")
+        .await;
+    let text = pending.text().to_string();
+    assert!(
+        text.contains("0 of 1 from role deployers (not @alice)") && text.contains("expires"),
+        "who may approve, how many, until when: {text}"
+    );
+    assert!(
+        text.contains(
+            "backend: deckhand-demo/tasktracker-backend:v2 → deckhand-demo/tasktracker-backend:v1"
+        ),
+        "the plan, from what to what: {text}"
+    );
+
+    harness
+        .react(
+            Mode::Http,
+            &reaction_event(
+                "reaction_added",
+                ALICE,
+                "white_check_mark",
+                &rollback.ts,
+                &new_event_id(),
+            ),
+        )
+        .await;
+    harness.wait_for_ephemeral(ALICE, "✗").await;
+    harness.settle().await;
+    assert_eq!(harness.state_of(rollback_id).await, OpState::Pending);
+
+    harness
+        .react(
+            Mode::Http,
+            &reaction_event(
+                "reaction_added",
+                BOB,
+                "white_check_mark",
+                &rollback.ts,
+                &new_event_id(),
+            ),
+        )
+        .await;
+    harness
+        .wait_for_ephemeral(BOB, &format!("you approved #{rollback_id}"))
+        .await;
+    let done = harness
+        .wait_for_text_within(&rollback.ts, "succeeded", DOCKER_DEADLINE)
+        .await;
+    assert!(done.text().contains("approved by: @bob"), "{}", done.text());
+    assert_eq!(harness.state_of(rollback_id).await, OpState::Succeeded);
+    let demo = harness.demo.as_ref().expect("demo stack");
+    let production_backend = format!("http://127.0.0.1:{}/health", demo.ports[1][&23000]);
+    let health = deckhand::probe::probe(&production_backend, Duration::from_secs(5)).await;
+    assert!(
+        health.body_excerpt.contains("v1"),
+        "{}",
+        health.body_excerpt
     );
 }
