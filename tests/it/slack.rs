@@ -1080,6 +1080,39 @@ async fn a_rate_limited_edit_waits_for_retry_after_and_still_lands() {
         .map(|call| call.status)
         .collect();
     assert_eq!(ephemeral_statuses, [200, 200], "internal_error is retried");
+
+    // Slack failing for longer than one call's retries: the lane keeps the
+    // edit and delivers it once Slack answers again.
+    harness.peer.script(
+        "chat.update",
+        8,
+        SlackReply::Raw {
+            status: 503,
+            body: json!({ "ok": false, "error": "service_unavailable" }),
+        },
+    );
+    harness
+        .react(
+            Mode::Http,
+            &reaction_event(
+                "reaction_removed",
+                DAVE,
+                "white_check_mark",
+                &message.ts,
+                &new_event_id(),
+            ),
+        )
+        .await;
+    harness
+        .wait_for_text_within(&message.ts, "0 of 2", Duration::from_secs(30))
+        .await;
+    let n_unavailable = harness
+        .peer
+        .calls_to("chat.update")
+        .iter()
+        .filter(|call| call.status == 503)
+        .count();
+    assert_eq!(n_unavailable, 8, "every failed edit was tried again");
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use slack_morphism::prelude as sm;
 
-use super::{Context, inbound};
+use super::Context;
+use super::inbound::{self, Inbound};
 use crate::secret::Secret;
 use crate::verify::{self, Verified};
 
@@ -94,11 +95,7 @@ async fn commands(
     }
     match command_event(&form) {
         Ok(event) => {
-            let context = Arc::clone(&endpoints.context);
-            endpoints
-                .context
-                .app
-                .spawn(inbound::command(context, event));
+            inbound::spawn(Arc::clone(&endpoints.context), Inbound::Command(event));
             // An empty 200 acknowledges without a message; the answer
             // follows through the response_url or the channel.
             StatusCode::OK.into_response()
@@ -124,11 +121,7 @@ async fn interactions(
     };
     match serde_json::from_str::<sm::SlackInteractionEvent>(payload) {
         Ok(event) => {
-            let context = Arc::clone(&endpoints.context);
-            endpoints
-                .context
-                .app
-                .spawn(inbound::interaction(context, event));
+            inbound::spawn(Arc::clone(&endpoints.context), Inbound::Interaction(event));
             StatusCode::OK.into_response()
         }
         Err(error) => bad_request(&format!("cannot read the interaction: {error}")),
@@ -161,11 +154,7 @@ async fn events(
                     "slack redelivered an event"
                 );
             }
-            let context = Arc::clone(&endpoints.context);
-            endpoints
-                .context
-                .app
-                .spawn(inbound::push_event(context, callback));
+            inbound::spawn(Arc::clone(&endpoints.context), Inbound::Event(callback));
             StatusCode::OK.into_response()
         }
         sm::SlackPushEvent::AppRateLimited(limited) => {

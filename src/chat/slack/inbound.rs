@@ -22,9 +22,41 @@ use crate::chat::{Answer, Reply, Request, approval};
 use crate::flow::{self, Feedback, Sender};
 use crate::names::Platform;
 
+/// How many inbound deliveries are worked on at once. A burst of commands
+/// is acknowledged at once and then queues here, so the work (the store
+/// serializes its writes anyway) does not starve the acknowledgements of
+/// CPU, and a burst cannot open more store connections than the pool has.
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// Something Slack delivered, to be worked on after it was acknowledged.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A slash command.
+    Command(sm::SlackCommandEvent),
+    /// An Events API callback.
+    Event(sm::SlackPushEventCallback),
+    /// A click.
+    Interaction(sm::SlackInteractionEvent),
+}
+
+/// Works on `inbound` in a tracked task, at most [`MAX_IN_FLIGHT`] at once.
+pub fn spawn(context: Arc<Context>, inbound: Inbound) {
+    let app = Arc::clone(&context.app);
+    app.spawn(async move {
+        let Ok(_permit) = context.in_flight.acquire().await else {
+            return;
+        };
+        match inbound {
+            Inbound::Command(event) => command(&context, event).await,
+            Inbound::Event(event) => push_event(&context, event).await,
+            Inbound::Interaction(event) => interaction(&context, event).await,
+        }
+    });
+}
+
 /// A slash command: runs it through the flow and answers privately when
 /// the flow answers privately (usage, refusals, dry runs).
-pub async fn command(context: Arc<Context>, event: sm::SlackCommandEvent) {
+async fn command(context: &Context, event: sm::SlackCommandEvent) {
     let user_id = event.user_id.to_string();
     let channel = event.channel_id.to_string();
     let text = command_line(&event.command.to_string(), event.text.as_deref());
@@ -42,7 +74,7 @@ pub async fn command(context: Arc<Context>, event: sm::SlackCommandEvent) {
             tracing::debug!(op_id, platform = "slack", "slash command accepted");
         }
         Answer::Private(reply) => {
-            answer_command(&context, &event.response_url, &channel, &user_id, &reply).await;
+            answer_command(context, &event.response_url, &channel, &user_id, &reply).await;
         }
         Answer::Duplicate => {
             tracing::info!(
@@ -54,7 +86,7 @@ pub async fn command(context: Arc<Context>, event: sm::SlackCommandEvent) {
 }
 
 /// An Events API callback: reactions on operation messages.
-pub async fn push_event(context: Arc<Context>, event: sm::SlackPushEventCallback) {
+async fn push_event(context: &Context, event: sm::SlackPushEventCallback) {
     let delivery_id = format!("event:{}", event.event_id);
     let reaction = match event.event {
         sm::SlackEventCallbackBody::ReactionAdded(added) => Reaction {
@@ -87,11 +119,11 @@ pub async fn push_event(context: Arc<Context>, event: sm::SlackPushEventCallback
         );
         return;
     }
-    on_reaction(&context, reaction).await;
+    on_reaction(context, reaction).await;
 }
 
 /// An interaction: Approve / Reject clicks.
-pub async fn interaction(context: Arc<Context>, event: sm::SlackInteractionEvent) {
+async fn interaction(context: &Context, event: sm::SlackInteractionEvent) {
     let sm::SlackInteractionEvent::BlockActions(block_actions) = event else {
         tracing::debug!(
             platform = "slack",
@@ -123,11 +155,11 @@ pub async fn interaction(context: Arc<Context>, event: sm::SlackInteractionEvent
         );
         return;
     }
-    let sender = sender(&context, &user_id, &channel).await;
+    let sender = sender(context, &user_id, &channel).await;
     for action in block_actions.actions.unwrap_or_default() {
         let Some(value) = action.value else { continue };
         let feedback = approval::on_button(&context.app, &sender, &value).await;
-        tell(&context, &channel, &user_id, &feedback).await;
+        tell(context, &channel, &user_id, &feedback).await;
     }
 }
 

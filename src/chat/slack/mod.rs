@@ -131,6 +131,8 @@ struct Context {
     web: web::Web,
     groups: groups::Groups,
     delivery: deliver::Delivery,
+    /// Permits for inbound work; see `inbound::MAX_IN_FLIGHT`.
+    in_flight: tokio::sync::Semaphore,
     /// The bot's own user id, so its own reactions are ignored.
     bot_user_id: Option<String>,
 }
@@ -162,6 +164,7 @@ pub async fn start(app: &Arc<App>, tokens: SlackTokens) -> Result<SlackAdapter, 
         web,
         groups: groups::Groups::new(&app.config, settings.usergroup_ttl),
         delivery: deliver::Delivery::new(),
+        in_flight: tokio::sync::Semaphore::new(inbound::MAX_IN_FLIGHT),
         bot_user_id,
     });
     let outbound = deliver::tap(Arc::clone(&context), app.outbox.subscribe(Platform::Slack));

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use slack_morphism::prelude as sm;
 
-use super::{Context, inbound};
+use super::Context;
+use super::inbound::{self, Inbound};
 use crate::names::Platform;
 use crate::secret::Secret;
 
@@ -107,8 +108,7 @@ async fn on_command(
     state: sm::SlackClientEventsUserState,
 ) -> sm::UserCallbackResult<sm::SlackCommandEventResponse> {
     if let Some(context) = context_of(&state).await {
-        let app = Arc::clone(&context.app);
-        app.spawn(inbound::command(context, event));
+        inbound::spawn(context, Inbound::Command(event));
     }
     Err(Box::new(AckWithoutPayload))
 }
@@ -119,8 +119,7 @@ async fn on_push_event(
     state: sm::SlackClientEventsUserState,
 ) -> sm::UserCallbackResult<()> {
     if let Some(context) = context_of(&state).await {
-        let app = Arc::clone(&context.app);
-        app.spawn(inbound::push_event(context, event));
+        inbound::spawn(context, Inbound::Event(event));
     }
     Ok(())
 }
@@ -131,8 +130,7 @@ async fn on_interaction(
     state: sm::SlackClientEventsUserState,
 ) -> sm::UserCallbackResult<sm::SlackInteractionResponse> {
     if let Some(context) = context_of(&state).await {
-        let app = Arc::clone(&context.app);
-        app.spawn(inbound::interaction(context, event));
+        inbound::spawn(context, Inbound::Interaction(event));
     }
     Ok(sm::SlackInteractionResponse::Empty)
 }
