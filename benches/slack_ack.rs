@@ -7,7 +7,10 @@
 //! TCP round trip (one byte each way), and the same burst against
 //! `/health/live`, an endpoint that does nothing, so what the acknowledgement
 //! itself costs (signature check, form parsing, spawning the work) is the
-//! difference between the two bursts.
+//! difference between the two bursts. Each burst runs twice: on connections
+//! opened beforehand (Slack keeps its connections alive) and on connections
+//! opened by the request (so connecting is part of the latency). The client
+//! writes raw HTTP/1.1 to spend as little of the shared CPU as it can.
 //!
 //! Deckhand runs as the real binary with a temporary config whose `[slack]`
 //! section points its Web API at a stub in this process (the operation
@@ -45,23 +48,19 @@ async fn run() {
     let listen = free_address();
     let config = write_config(folder.path(), listen, stub.address);
     let mut deckhand = Deckhand::spawn(&config);
-    let base = format!("http://{listen}");
-    wait_until_live(&base, &mut deckhand).await;
+    wait_until_live(&format!("http://{listen}"), &mut deckhand).await;
 
     let loopback = loopback_round_trips(2000);
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
-    let warm = reqwest::Client::builder()
-        .pool_max_idle_per_host(BURST)
-        .build()
-        .expect("an HTTP client");
-    // Warm up: open the warm client's connections, the store and caches.
-    burst(&warm, &base, Target::Health).await;
-    burst(&fresh, &base, Target::Help).await;
+    // Warm up the store and caches.
+    burst(listen, Target::Help, Connections::New).await;
     stub.wait_for_messages(BURST).await;
 
+    let plan = [
+        (Target::Health, Connections::Open),
+        (Target::Help, Connections::Open),
+        (Target::Health, Connections::New),
+        (Target::Help, Connections::New),
+    ];
     let mut rows: Vec<(&str, Vec<Duration>)> = vec![
         ("GET /health/live, open connections (floor)", Vec::new()),
         ("signed /help, open connections", Vec::new()),
@@ -70,17 +69,8 @@ async fn run() {
     ];
     let mut n_commands = BURST;
     for _ in 0..MEASURED_BURSTS {
-        for (row, (client, target)) in [
-            (&warm, Target::Health),
-            (&warm, Target::Help),
-            (&fresh, Target::Health),
-            (&fresh, Target::Help),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let latencies = burst(client, &base, target).await;
-            rows[row].1.extend(latencies);
+        for (row, (target, connections)) in plan.into_iter().enumerate() {
+            rows[row].1.extend(burst(listen, target, connections).await);
             if let Target::Help = target {
                 // Each burst starts on an idle Deckhand: the previous burst's
                 // operations have all posted their messages.
@@ -127,24 +117,41 @@ enum Target {
     Help,
 }
 
-/// Sends `BURST` requests at once; returns each one's latency.
-async fn burst(client: &reqwest::Client, base: &str, target: Target) -> Vec<Duration> {
+/// Whether each request's connection is open before the burst (as over
+/// Slack's keep-alive connections) or opened as part of the request.
+#[derive(Clone, Copy)]
+enum Connections {
+    Open,
+    New,
+}
+
+/// Sends `BURST` requests at once, each on its own connection, written as
+/// raw HTTP/1.1 so the client spends as little CPU as possible; returns each
+/// request's latency (connecting, when `New`, to the end of the answer).
+async fn burst(server: SocketAddr, target: Target, connections: Connections) -> Vec<Duration> {
     let start = Arc::new(tokio::sync::Barrier::new(BURST));
     let mut tasks = Vec::with_capacity(BURST);
     for _ in 0..BURST {
         let request = match target {
-            Target::Health => client.get(format!("{base}/health/live")),
-            Target::Help => signed_help(client, base),
+            Target::Health => health_request(server),
+            Target::Help => signed_help(server),
+        };
+        let open = match connections {
+            Connections::Open => Some(connect(server).await),
+            Connections::New => None,
         };
         let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
             start.wait().await;
             let sent = Instant::now();
-            let response = request.send().await.expect("deckhand answers");
-            let status = response.status();
-            let _ = response.bytes().await;
-            assert!(status.is_success(), "deckhand answered {status}");
-            sent.elapsed()
+            let mut stream = match open {
+                Some(stream) => stream,
+                None => connect(server).await,
+            };
+            let status = round_trip(&mut stream, &request).await;
+            let latency = sent.elapsed();
+            assert_eq!(status, 200, "deckhand answered {status}");
+            latency
         }));
     }
     let mut latencies = Vec::with_capacity(BURST);
@@ -154,7 +161,53 @@ async fn burst(client: &reqwest::Client, base: &str, target: Target) -> Vec<Dura
     latencies
 }
 
-fn signed_help(client: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
+async fn connect(server: SocketAddr) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("deckhand accepts");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Writes one request and reads its answer; returns the status.
+async fn round_trip(stream: &mut tokio::net::TcpStream, request: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.expect("write the request");
+    let mut received = Vec::with_capacity(512);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.expect("read the answer");
+        assert!(n > 0, "deckhand closed the connection mid-answer");
+        received.extend_from_slice(&chunk[..n]);
+        if let Some(head_end) = find(&received, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+            let body_length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if received.len() >= head_end + 4 + body_length {
+                return head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|status| status.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn health_request(server: SocketAddr) -> Vec<u8> {
+    format!("GET /health/live HTTP/1.1\r\nHost: {server}\r\n\r\n").into_bytes()
+}
+
+fn signed_help(server: SocketAddr) -> Vec<u8> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let trigger = format!("{n}.{}.bench", std::process::id());
@@ -177,12 +230,11 @@ fn signed_help(client: &reqwest::Client, base: &str) -> reqwest::RequestBuilder 
         <Hmac<Sha256> as KeyInit>::new_from_slice(SIGNING_SECRET.as_bytes()).expect("any key");
     mac.update(format!("v0:{timestamp}:{body}").as_bytes());
     let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
-    client
-        .post(format!("{base}/slack/commands"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", timestamp)
-        .header("x-slack-signature", signature)
-        .body(body)
+    format!(
+        "POST /slack/commands HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Slack-Request-Timestamp: {timestamp}\r\nX-Slack-Signature: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Serial one-byte round trips through a loopback echo server.

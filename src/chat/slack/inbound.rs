@@ -8,13 +8,18 @@
 //! `chat.postEphemeral`.
 //!
 //! Each function here may take seconds (planning talks to Docker, group
-//! lookups talk to Slack), so the transports acknowledge first and run these
-//! in spawned tasks. Parsing, policy, approvals and dedupe are the flow's;
+//! lookups talk to Slack), so the transports acknowledge first and hand the
+//! delivery to [`spawn`], which works on it in a tracked task once the
+//! deliveries of a burst have been acknowledged (a short lull) and with a
+//! bounded number in flight, so a burst of commands never delays its own
+//! acknowledgements. Parsing, policy, approvals and dedupe are the flow's;
 //! this module only translates.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use slack_morphism::prelude as sm;
+use tokio::time::Instant;
 
 use super::Context;
 use super::render::{render, render_text};
@@ -39,10 +44,19 @@ pub enum Inbound {
     Interaction(sm::SlackInteractionEvent),
 }
 
-/// Works on `inbound` in a tracked task, at most [`MAX_IN_FLIGHT`] at once.
+/// How long deliveries must have stopped arriving before work on them
+/// starts: the acknowledgements of a burst go out first.
+pub const LULL: Duration = Duration::from_millis(20);
+/// The longest work waits for a lull, so steady traffic cannot starve it.
+pub const MAX_WAIT_FOR_LULL: Duration = Duration::from_millis(200);
+
+/// Works on `inbound` in a tracked task, at most [`MAX_IN_FLIGHT`] at once,
+/// once deliveries pause for [`LULL`] (or after [`MAX_WAIT_FOR_LULL`]).
 pub fn spawn(context: Arc<Context>, inbound: Inbound) {
+    context.lull.note_arrival();
     let app = Arc::clone(&context.app);
     app.spawn(async move {
+        context.lull.wait(LULL, MAX_WAIT_FOR_LULL).await;
         let Ok(_permit) = context.in_flight.acquire().await else {
             return;
         };
@@ -160,6 +174,50 @@ async fn interaction(context: &Context, event: sm::SlackInteractionEvent) {
         let Some(value) = action.value else { continue };
         let feedback = approval::on_button(&context.app, &sender, &value).await;
         tell(context, &channel, &user_id, &feedback).await;
+    }
+}
+
+/// When the last delivery arrived, so work can wait for a pause in a burst.
+#[derive(Debug)]
+pub struct Lull {
+    last_arrival: Mutex<Instant>,
+}
+
+impl Lull {
+    /// No delivery yet.
+    pub fn new() -> Lull {
+        Lull {
+            last_arrival: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn note_arrival(&self) {
+        if let Ok(mut last_arrival) = self.last_arrival.lock() {
+            *last_arrival = Instant::now();
+        }
+    }
+
+    /// Waits until nothing arrived for `lull`, or `at_most` has passed.
+    async fn wait(&self, lull: Duration, at_most: Duration) {
+        let give_up = Instant::now() + at_most;
+        loop {
+            let quiet_for = self
+                .last_arrival
+                .lock()
+                .map(|last_arrival| last_arrival.elapsed())
+                .unwrap_or(lull);
+            let now = Instant::now();
+            if quiet_for >= lull || now >= give_up {
+                return;
+            }
+            tokio::time::sleep_until((now + (lull - quiet_for)).min(give_up)).await;
+        }
+    }
+}
+
+impl Default for Lull {
+    fn default() -> Lull {
+        Lull::new()
     }
 }
 

@@ -133,6 +133,8 @@ struct Context {
     delivery: deliver::Delivery,
     /// Permits for inbound work; see `inbound::MAX_IN_FLIGHT`.
     in_flight: tokio::sync::Semaphore,
+    /// Pauses in inbound deliveries; see `inbound::LULL`.
+    lull: inbound::Lull,
     /// The bot's own user id, so its own reactions are ignored.
     bot_user_id: Option<String>,
 }
@@ -165,6 +167,7 @@ pub async fn start(app: &Arc<App>, tokens: SlackTokens) -> Result<SlackAdapter, 
         groups: groups::Groups::new(&app.config, settings.usergroup_ttl),
         delivery: deliver::Delivery::new(),
         in_flight: tokio::sync::Semaphore::new(inbound::MAX_IN_FLIGHT),
+        lull: inbound::Lull::new(),
         bot_user_id,
     });
     let outbound = deliver::tap(Arc::clone(&context), app.outbox.subscribe(Platform::Slack));
