@@ -596,7 +596,7 @@ async fn wait_endpoints(service: &Service, limit: Duration) -> Result<Vec<String
                     result.describe()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(lines)
