@@ -11,4 +11,5 @@ mod console;
 mod deploy;
 mod docker_layer;
 mod peers;
+mod postgres_store;
 mod serve;
