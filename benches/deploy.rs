@@ -17,9 +17,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::docker::ServiceSelector;
-use deckhand::names::Platform;
 use deckhand::policy::OpState;
 
 use support::demo::DemoEnv;
@@ -67,7 +66,11 @@ async fn bench() {
         let host = app.hosts.get("staging").await.expect("host");
         let api_before = host.api_time().total;
         let started = Instant::now();
-        let answer = deckhand::flow::handle_request(&app, request("/deploy staging v2")).await;
+        let answer = deckhand::flow::handle_request(
+            &app,
+            support::workspace::console_request("alice", "/deploy staging v2"),
+        )
+        .await;
         let Answer::Accepted { op_id } = answer else {
             panic!("deploy refused: {answer:?}");
         };
@@ -154,17 +157,6 @@ fn report(results: &[Round]) {
         "  deckhand overhead above its Docker API calls and health waiting: {:.1}% of its time (target < 10%)",
         overhead * 100.0
     );
-}
-
-fn request(text: &str) -> Request {
-    Request {
-        platform: Platform::Console,
-        user_id: "alice".to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    }
 }
 
 fn set_compose_image(demo: &DemoEnv, image: &str) {

@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::flow;
-use deckhand::names::Platform;
 use deckhand::policy::OpState;
 
 use crate::support::demo::DemoEnv;
 use crate::support::docker::eventually;
-use crate::support::workspace::stdout;
+use crate::support::workspace::{console_request, stdout};
 
 /// Runs a console script as `user` and returns what it printed.
 fn console(demo: &DemoEnv, user: &str, script: &str) -> String {
@@ -317,15 +316,7 @@ async fn failed_deploys_change_nothing_or_roll_back_by_themselves() {
 async fn a_second_mutating_request_while_a_deploy_runs_is_busy() {
     let demo = DemoEnv::start("second_request_busy").await;
     let app = demo.app().await;
-    let request = |user: &str, text: &str| Request {
-        platform: Platform::Console,
-        user_id: user.to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    };
-    let first = flow::handle_request(&app, request("alice", "/deploy staging v2")).await;
+    let first = flow::handle_request(&app, console_request("alice", "/deploy staging v2")).await;
     let Answer::Accepted { op_id } = first else {
         panic!("{first:?}")
     };
@@ -335,7 +326,8 @@ async fn a_second_mutating_request_while_a_deploy_runs_is_busy() {
         || async { app.store.lock_holder("staging").await.ok().flatten() },
     )
     .await;
-    let second = flow::handle_request(&app, request("bob", "/deploy staging develop")).await;
+    let second =
+        flow::handle_request(&app, console_request("bob", "/deploy staging develop")).await;
     let Answer::Private(reply) = second else {
         panic!("{second:?}")
     };

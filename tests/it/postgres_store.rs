@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use chrono::Utc;
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::flow::{self, Sender};
 use deckhand::names::Platform;
 use deckhand::policy::OpState;
 use deckhand::store::{NewRelease, Store};
 
 use crate::support::docker::{TestDocker, eventually};
-use crate::support::workspace::{Workspace, stdout};
+use crate::support::workspace::{Workspace, console_request, stdout};
 
 async fn start_postgres(docker: &TestDocker) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,17 +67,6 @@ async fn start_postgres(docker: &TestDocker) -> String {
     url
 }
 
-fn request(user: &str, text: &str) -> Request {
-    Request {
-        platform: Platform::Console,
-        user_id: user.to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    }
-}
-
 #[tokio::test]
 async fn the_store_works_the_same_on_postgresql() {
     let docker = TestDocker::start("the_store_works_the_same_on_postgresql").await;
@@ -90,7 +79,7 @@ async fn the_store_works_the_same_on_postgresql() {
     });
     let app = workspace.app().await;
 
-    let answer = flow::handle_request(&app, request("carol", "/rollback-db staging")).await;
+    let answer = flow::handle_request(&app, console_request("carol", "/rollback-db staging")).await;
     let Answer::Accepted { op_id } = answer else {
         panic!("{answer:?}")
     };
@@ -134,7 +123,7 @@ async fn the_store_works_the_same_on_postgresql() {
         .expect("lock")
         .expect("held");
     assert_eq!(holder.op_id, 500);
-    let busy = flow::handle_request(&app, request("bob", "/lock staging \"freeze\"")).await;
+    let busy = flow::handle_request(&app, console_request("bob", "/lock staging \"freeze\"")).await;
     let Answer::Private(reply) = busy else {
         panic!("{busy:?}")
     };
