@@ -92,6 +92,22 @@ impl DockerHost {
         old: &ContainerInfo,
         new_image: &str,
     ) -> Result<Recreated, DockerError> {
+        self.recreate_with_env(old, new_image, &[]).await
+    }
+
+    /// Like [`DockerHost::recreate`], with some environment variables set to
+    /// new values (a rotated secret): each `NAME` given replaces or adds
+    /// `NAME=value`, everything else is kept. The values never reach logs.
+    ///
+    /// # Errors
+    ///
+    /// As [`DockerHost::recreate`].
+    pub async fn recreate_with_env(
+        &self,
+        old: &ContainerInfo,
+        new_image: &str,
+        env_overrides: &[(String, String)],
+    ) -> Result<Recreated, DockerError> {
         let started = Instant::now();
         let raw = self.inspect_raw(&old.id).await?;
         let name = old.name.clone();
@@ -121,7 +137,8 @@ impl DockerHost {
             .image_config(raw.image.as_deref().unwrap_or_default())
             .await?;
         let plan = network_plan(&raw);
-        let body = replacement_body(&raw, &old_image_config, new_image, &plan);
+        let mut body = replacement_body(&raw, &old_image_config, new_image, &plan);
+        apply_env_overrides(&mut body, env_overrides);
         let old_was_running = old.state.running;
         let stop_grace = raw
             .config
@@ -326,6 +343,19 @@ struct Progress {
 
 /// The create request for the replacement: the old container's explicit config on the new
 /// image, its host config, and its primary network.
+/// Replaces or adds `NAME=value` for each override.
+fn apply_env_overrides(body: &mut ContainerCreateBody, overrides: &[(String, String)]) {
+    if overrides.is_empty() {
+        return;
+    }
+    let env = body.env.get_or_insert_with(Vec::new);
+    for (name, value) in overrides {
+        let prefix = format!("{name}=");
+        env.retain(|pair| !pair.starts_with(&prefix));
+        env.push(format!("{name}={value}"));
+    }
+}
+
 /// docker-compose decides whether a container matches its file by the
 /// `config-hash` label. A container now running another image no longer
 /// matches the file, so its hash must not claim to: it is marked, and the

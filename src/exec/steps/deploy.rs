@@ -518,7 +518,7 @@ fn registry_auth(environment: &Environment) -> Option<RegistryAuth> {
 
 /// Waits for one container; an unhealthy or exited one is an error with
 /// its exit code and last log lines.
-async fn wait_container_healthy(
+pub(super) async fn wait_container_healthy(
     host: &DockerHost,
     container: &str,
     limit: Duration,
@@ -587,7 +587,10 @@ fn failure_with_lines(message: String, lines: &[String]) -> ExecError {
 }
 
 /// Polls a service's health endpoints until each answers 2xx.
-async fn wait_endpoints(service: &Service, limit: Duration) -> Result<Vec<String>, ExecError> {
+pub(super) async fn wait_endpoints(
+    service: &Service,
+    limit: Duration,
+) -> Result<Vec<String>, ExecError> {
     let Some(base) = &service.url else {
         return Ok(Vec::new());
     };
