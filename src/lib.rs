@@ -23,6 +23,7 @@ pub mod audit;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+pub mod demo;
 pub mod docker;
 pub mod duration;
 pub mod exec;

@@ -8,6 +8,8 @@ mod approvals;
 mod audit_chain;
 mod check;
 mod console;
+mod deploy;
+mod discord;
 mod docker_layer;
 mod peers;
 mod serve;
