@@ -74,7 +74,17 @@ const AUDIT_CHANNEL: &str = "1174110679859331099";
 /// The shipped config with the fixtures' people, a guild role for `dba`,
 /// an audit channel for staging and a `[discord]` section pointing at `peer`.
 fn configure(text: String, peer: &DiscordPeer, mode: &str) -> String {
+    // Outside a DemoEnv nothing may touch a stack someone runs with the
+    // shipped names: point those environments at projects that do not exist.
     let text = text
+        .replace(
+            "compose_project = \"deckhand-demo\"",
+            "compose_project = \"deckhand-discord-test-absent\"",
+        )
+        .replace(
+            "compose_project = \"deckhand-prod\"",
+            "compose_project = \"deckhand-discord-test-absent-prod\"",
+        )
         .replace(
             "discord = \"100000000000000001\"",
             &format!("discord = \"{}\"", ALICE.id),
@@ -382,6 +392,17 @@ async fn deploy_from_a_gateway_interaction_edits_the_original_response_until_suc
 
     let op_id = op_id_of_message(&bot.app, &message.id).await;
     assert_eq!(state_of(&bot.app, op_id).await, OpState::Succeeded);
+    let followups = peer.followups(&token);
+    assert!(
+        followups
+            .iter()
+            .any(|followup| followup.content().starts_with("**migrate")),
+        "step output follows up the interaction: {:#?}",
+        followups
+            .iter()
+            .map(DiscordMessage::content)
+            .collect::<Vec<_>>()
+    );
     let health = deckhand::probe::probe(
         &format!("{}/health", demo.staging_url(13000)),
         Duration::from_secs(5),
@@ -662,6 +683,70 @@ async fn approval_rules_hold_for_buttons_reactions_and_guild_roles() {
     assert!(
         !answered_chatter,
         "reactions on other people's messages get no answer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_resume_a_lost_reaction_counts_once_and_a_replayed_interaction_runs_once() {
+    let peer = DiscordPeer::start().await;
+    let workspace = Workspace::with_config(|text| configure(text, &peer, "gateway"));
+    let bot = Bot::start(&workspace).await;
+    peer.wait_for_session(DEADLINE).await;
+    wait_for("the connection to count as up", DEADLINE, || {
+        bot.app
+            .connections()
+            .contains(&(Platform::Discord, true))
+            .then_some(())
+    })
+    .await;
+    let interaction = command("rollback-db", &[("env", json!("staging"))], &ALICE);
+    let token = token_of(&interaction);
+    peer.dispatch("INTERACTION_CREATE", interaction.clone());
+    let pending = wait_for_status(&peer, &token, "awaiting approval: 0 of 2", DEADLINE).await;
+
+    // A reaction lost on the wire comes back with the RESUME after op 7.
+    peer.dispatch_lost("MESSAGE_REACTION_ADD", reaction(&pending.id, "✅", &CAROL));
+    peer.send_reconnect();
+    let resume = peer.wait_for_resume(1, DEADLINE).await;
+    assert_eq!(
+        resume["seq"],
+        json!(2),
+        "resumed after the interaction it saw"
+    );
+    wait_for_status(&peer, &token, "awaiting approval: 1 of 2", DEADLINE).await;
+
+    // After a dropped socket the session resumes again; the same
+    // interaction delivered again (a replay) creates nothing, and a
+    // rejection through the resumed session still counts.
+    peer.drop_socket();
+    peer.wait_for_resume(2, DEADLINE).await;
+    peer.dispatch("INTERACTION_CREATE", interaction);
+    peer.dispatch(
+        "MESSAGE_REACTION_ADD",
+        reaction(&pending.id, "❌", &GUILD_DBA),
+    );
+    wait_for_status(&peer, &token, "rejected by discord:", DEADLINE).await;
+    let operations = bot
+        .app
+        .store
+        .recent_operations(None, 10)
+        .await
+        .expect("the store answers");
+    assert_eq!(
+        operations.len(),
+        1,
+        "the replayed interaction created nothing: {operations:?}"
+    );
+    let callbacks: Vec<_> = peer
+        .interaction_callbacks()
+        .into_iter()
+        .filter(|callback| callback.token == token)
+        .collect();
+    assert_eq!(callbacks.len(), 1, "and was not answered twice");
+    assert_eq!(
+        peer.identifies().len(),
+        1,
+        "resumed, never identified again"
     );
 }
 
