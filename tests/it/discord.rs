@@ -60,6 +60,12 @@ const CAROL: Person = Person {
     name: "carol",
     roles: &[],
 };
+/// erin: developers only (the shipped id).
+const ERIN: Person = Person {
+    id: "100000000000000005",
+    name: "erin",
+    roles: &[],
+};
 /// A guild role config maps to `dba`.
 const DBA_ROLE: &str = "1174111938150531079";
 /// Someone config does not list, who holds the guild role mapped to `dba`.
@@ -645,8 +651,41 @@ async fn approval_rules_hold_for_buttons_reactions_and_guild_roles() {
     on_chatter["message_author_id"] = json!(ALICE.id);
     peer.dispatch("MESSAGE_REACTION_ADD", on_chatter);
 
+    // bob holds no dba role: his ✅ is refused, in a reply to him.
+    peer.dispatch("MESSAGE_REACTION_ADD", reaction(&pending.id, "✅", &BOB));
+    let wrong_role = wait_for("the refusal addressed to bob", DEADLINE, || {
+        peer.messages()
+            .into_iter()
+            .find(|message| message.content().starts_with(&format!("<@{}> ⛔", BOB.id)))
+    })
+    .await;
+    assert!(
+        wrong_role.content().contains("dba"),
+        "{}",
+        wrong_role.content()
+    );
+    assert_eq!(
+        wrong_role.latest()["message_reference"]["message_id"],
+        json!(pending.id)
+    );
+
+    // ✅ on one of Deckhand's messages that is no approval request says so.
+    let other = peer.seed_message(DISCORD_CHANNEL_ID, "an audit line");
+    peer.dispatch("MESSAGE_REACTION_ADD", reaction(&other, "✅", &ERIN));
+    let not_a_request = wait_for("the answer to erin", DEADLINE, || {
+        peer.messages()
+            .into_iter()
+            .find(|message| message.content().starts_with(&format!("<@{}> ⛔", ERIN.id)))
+    })
+    .await;
+    assert!(
+        not_a_request.content().contains("not an approval request"),
+        "{}",
+        not_a_request.content()
+    );
+
     // Someone config does not list, holding the guild role mapped to dba,
-    // approves with the button, and carol's second ✅ makes it two of two.
+    // approves with the button.
     let frank_press = button(&approve, &pending.id, &GUILD_DBA);
     peer.dispatch("INTERACTION_CREATE", frank_press.clone());
     let answer = wait_for("the answer to frank's press", DEADLINE, || {
@@ -684,6 +723,49 @@ async fn approval_rules_hold_for_buttons_reactions_and_guild_roles() {
         !answered_chatter,
         "reactions on other people's messages get no answer"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_request_shows_it_and_refuses_late_approvals() {
+    let peer = DiscordPeer::start().await;
+    let commands_copy =
+        crate::support::workspace::CommandsCopy::edited("rollback-db.toml", |text| {
+            text.replace("expires = \"1h\"", "expires = \"2s\"")
+        });
+    let shipped_commands = repo_root().join("commands").display().to_string();
+    let copied_commands = commands_copy.path().display().to_string();
+    let workspace = Workspace::with_config(|text| {
+        configure(
+            text.replace(&shipped_commands, &copied_commands),
+            &peer,
+            "gateway",
+        )
+    });
+    let bot = Bot::start(&workspace).await;
+    peer.wait_for_session(DEADLINE).await;
+    let interaction = command("rollback-db", &[("env", json!("staging"))], &ALICE);
+    let token = token_of(&interaction);
+    peer.dispatch("INTERACTION_CREATE", interaction);
+    let pending = wait_for_status(&peer, &token, "awaiting approval", DEADLINE).await;
+    let op_id = op_id_of_message(&bot.app, &pending.id).await;
+    let expired = wait_for_status(&peer, &token, "expired", DEADLINE).await;
+    assert_eq!(
+        expired.latest()["components"],
+        json!([]),
+        "no buttons on an expired request"
+    );
+    assert_eq!(state_of(&bot.app, op_id).await, OpState::Expired);
+    peer.dispatch("MESSAGE_REACTION_ADD", reaction(&pending.id, "✅", &CAROL));
+    let late = wait_for("the refusal of the late approval", DEADLINE, || {
+        peer.messages().into_iter().find(|message| {
+            message
+                .content()
+                .starts_with(&format!("<@{}> ⛔", CAROL.id))
+        })
+    })
+    .await;
+    assert!(late.content().contains("expired"), "{}", late.content());
+    assert_eq!(state_of(&bot.app, op_id).await, OpState::Expired);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

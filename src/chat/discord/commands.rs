@@ -553,7 +553,12 @@ mod tests {
     #[test]
     fn options_become_the_command_line_the_parser_reads() {
         let (_, catalog) = shipped();
-        let cases: Vec<(&str, Vec<(String, OptionValue)>, Result<&str, &str>)> = vec![
+        type Case = (
+            &'static str,
+            Vec<(String, OptionValue)>,
+            Result<&'static str, &'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "deploy",
                 vec![text_option("env", "staging"), text_option("ref", "develop")],

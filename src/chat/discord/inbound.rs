@@ -196,10 +196,9 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
 async fn on_component(discord: &Arc<Discord>, component: dc::ComponentInteraction) {
     let app = Arc::clone(&discord.app);
     let user_id = component.user.id.to_string();
-    let groups = discord.interactions.groups_of(
-        &user_id,
-        component.member.as_ref().map(|member| roles_of(member)),
-    );
+    let groups = discord
+        .interactions
+        .groups_of(&user_id, component.member.as_ref().map(roles_of));
     let sender = Sender::identify(
         &app,
         Platform::Discord,
