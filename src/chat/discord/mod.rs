@@ -50,6 +50,8 @@ pub use rest::RestError;
 /// Discord's interaction tokens last 15 minutes; Deckhand moves a running
 /// operation to a channel message one minute before that.
 pub const INTERACTION_TOKEN_USE: Duration = Duration::from_secs(14 * 60);
+/// How long Discord accepts an interaction token.
+const INTERACTION_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// At most one edit of an operation's message per this interval.
 pub const EDIT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -252,6 +254,9 @@ impl Interactions {
 
     fn set_for_op(&self, op_id: i64, interaction: InteractionRef) {
         if let Ok(mut by_op) = self.by_op.lock() {
+            // An operation whose message never came leaves its entry; the
+            // token is useless after 15 minutes anyway.
+            by_op.retain(|_, known| known.received.elapsed() < INTERACTION_TOKEN_LIFETIME);
             by_op.insert(op_id, interaction);
         }
     }

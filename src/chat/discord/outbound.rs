@@ -35,8 +35,9 @@ use crate::chat::{Outbound, Reply, approval};
 use crate::names::Platform;
 
 /// How long a worker waits for the interaction that requested its
-/// operation to be answered before choosing where to post.
-const SETTLE_WAIT: Duration = Duration::from_secs(5);
+/// operation to be answered before choosing where to post. Requests are
+/// answered within seconds; this only bounds a flow that hangs.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
 /// A worker with nothing to do and no interaction token to watch stops
 /// after this long; a later message starts a new one.
 const IDLE_STOP: Duration = Duration::from_secs(10 * 60);
