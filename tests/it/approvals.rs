@@ -3,23 +3,12 @@
 
 use std::time::Duration;
 
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::flow::{self, Sender};
 use deckhand::names::Platform;
 use deckhand::policy::OpState;
 
-use crate::support::workspace::{CommandsCopy, Workspace};
-
-fn console_request(user: &str, text: &str) -> Request {
-    Request {
-        platform: Platform::Console,
-        user_id: user.to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    }
-}
+use crate::support::workspace::{CommandsCopy, Workspace, console_request};
 
 fn refusal_text(answer: &Answer) -> String {
     match answer {

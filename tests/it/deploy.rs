@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::flow;
-use deckhand::names::Platform;
 use deckhand::policy::OpState;
 
 use crate::support::demo::DemoEnv;
 use crate::support::docker::eventually;
-use crate::support::workspace::stdout;
+use crate::support::workspace::{console_request, stdout};
 
 /// Runs a console script as `user` and returns what it printed.
 fn console(demo: &DemoEnv, user: &str, script: &str) -> String {
@@ -317,15 +316,7 @@ async fn failed_deploys_change_nothing_or_roll_back_by_themselves() {
 async fn a_second_mutating_request_while_a_deploy_runs_is_busy() {
     let demo = DemoEnv::start("second_request_busy").await;
     let app = demo.app().await;
-    let request = |user: &str, text: &str| Request {
-        platform: Platform::Console,
-        user_id: user.to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    };
-    let first = flow::handle_request(&app, request("alice", "/deploy staging v2")).await;
+    let first = flow::handle_request(&app, console_request("alice", "/deploy staging v2")).await;
     let Answer::Accepted { op_id } = first else {
         panic!("{first:?}")
     };
@@ -335,7 +326,8 @@ async fn a_second_mutating_request_while_a_deploy_runs_is_busy() {
         || async { app.store.lock_holder("staging").await.ok().flatten() },
     )
     .await;
-    let second = flow::handle_request(&app, request("bob", "/deploy staging develop")).await;
+    let second =
+        flow::handle_request(&app, console_request("bob", "/deploy staging develop")).await;
     let Answer::Private(reply) = second else {
         panic!("{second:?}")
     };
@@ -493,4 +485,63 @@ async fn the_database_is_backed_up_rolled_back_and_restored() {
 async fn reqwest_get(url: &str) -> String {
     let result = deckhand::probe::probe(url, Duration::from_secs(5)).await;
     format!("{:?} {}", result.status, result.body_excerpt)
+}
+
+#[tokio::test]
+async fn a_replicated_service_is_replaced_one_replica_at_a_time() {
+    let commands = crate::support::workspace::CommandsCopy::edited("deploy.toml", |text| {
+        text.replace(
+            "  { service = \"backend\", path = \"/health\", status = 200, contains = \"ok\" },\n",
+            "",
+        )
+    });
+    let commands_dir = commands.path().display().to_string();
+    let demo = DemoEnv::start_custom(
+        "replicated_service",
+        |stack| {
+            let backend = stack.services.iter_mut().find(|service| service.name == "backend").expect("backend");
+            backend.replicas = 2;
+            backend.ports.clear();
+        },
+        |text| {
+            let shipped = crate::support::workspace::repo_root().join("commands").display().to_string();
+            text.replace(&shipped, &commands_dir).replacen(
+                "image = \"deckhand-demo/tasktracker-backend:{ref}\"\nurl = \"http://127.0.0.1:13000\"\nhealth = [\"/health\", \"/health/ready\", \"/health/live\"]",
+                "image = \"deckhand-demo/tasktracker-backend:{ref}\"",
+                1,
+            )
+        },
+    )
+    .await;
+    let text = console(
+        &demo,
+        "alice",
+        "/deploy staging v2 --dry-run\n/deploy staging v2\n",
+    );
+    assert!(text.contains("(2 replicas, one at a time)"), "{text}");
+    let message = last_message(&text, newest_op(&text));
+    assert!(message.contains("✅ Deploy #"), "{message}");
+    assert!(
+        message.contains("backend: 2 container(s) on deckhand-demo/tasktracker-backend:v2"),
+        "{message}"
+    );
+    let selector = deckhand::docker::ServiceSelector::Compose {
+        project: demo.project().to_string(),
+        service: "backend".to_string(),
+    };
+    let containers = demo.host.find_containers(&selector).await.expect("lists");
+    assert_eq!(containers.len(), 2);
+    assert!(containers.iter().all(|container| container.image_reference
+        == "deckhand-demo/tasktracker-backend:v2"
+        && container.state.running));
+    let nginx = deckhand::probe::probe(
+        &format!("{}/health", demo.staging_url(18080)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        nginx.is_success(),
+        "nginx still reaches the backend: {}",
+        nginx.describe()
+    );
 }

@@ -12,4 +12,5 @@ mod deploy;
 mod discord;
 mod docker_layer;
 mod peers;
+mod postgres_store;
 mod serve;

@@ -52,6 +52,19 @@ pub fn service<'a>(environment: &'a Environment, name: &str) -> Result<&'a Servi
     })
 }
 
+/// The `service` argument of a request, resolved in its environment.
+pub fn service_arg<'a>(
+    input: &OperationInput<'a>,
+) -> Result<(&'a Environment, &'a Service), ExecError> {
+    let environment = environment(input)?;
+    let name = input
+        .action
+        .args
+        .service("service")
+        .ok_or_else(|| ExecError::Failed("name a service".to_string()))?;
+    Ok((environment, service(environment, name.as_str())?))
+}
+
 /// How the Docker layer finds a service's containers.
 pub fn selector(service: &Service) -> ServiceSelector {
     match &service.selector {
@@ -596,7 +609,7 @@ async fn wait_endpoints(service: &Service, limit: Duration) -> Result<Vec<String
                     result.describe()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(lines)
