@@ -785,6 +785,7 @@ async fn after_a_resume_a_lost_reaction_counts_once_and_a_replayed_interaction_r
     let token = token_of(&interaction);
     peer.dispatch("INTERACTION_CREATE", interaction.clone());
     let pending = wait_for_status(&peer, &token, "awaiting approval: 0 of 2", DEADLINE).await;
+    op_id_of_message(&bot.app, &pending.id).await;
 
     // A reaction lost on the wire comes back with the RESUME after op 7.
     peer.dispatch_lost("MESSAGE_REACTION_ADD", reaction(&pending.id, "✅", &CAROL));
