@@ -15,6 +15,8 @@ use serde_json::json;
 
 use crate::app::App;
 
+mod headers;
+
 /// The health and metrics routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()

@@ -9,6 +9,7 @@ mod audit_chain;
 mod check;
 mod console;
 mod deploy;
+mod discord;
 mod docker_layer;
 mod peers;
 mod postgres_store;
