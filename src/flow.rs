@@ -626,7 +626,7 @@ pub async fn recover_interrupted(app: &App) {
         };
         for operation in operations {
             let steps = app.store.steps(operation.id).await.unwrap_or_default();
-            let outcome = match steps
+            let mut outcome = match steps
                 .iter()
                 .rev()
                 .find(|step| step.state == "running")
@@ -639,6 +639,19 @@ pub async fn recover_interrupted(app: &App) {
                 ),
                 None => "Deckhand stopped before it started; request it again".to_string(),
             };
+            if state == OpState::Running
+                && let Some(environment) = operation
+                    .env
+                    .as_deref()
+                    .and_then(|env| app.config.environment(env))
+            {
+                let settled =
+                    exec::settle_leftovers(app, environment, &Plan::from_json(&operation.plan))
+                        .await;
+                if !settled.is_empty() {
+                    outcome.push_str(&format!("; {}", settled.join("; ")));
+                }
+            }
             if let Ok(true) = app
                 .store
                 .transition(

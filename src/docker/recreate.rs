@@ -75,7 +75,72 @@ impl Recreated {
     }
 }
 
+/// What recovery did with a replacement an interrupted run left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftoverOutcome {
+    /// The new container runs healthy: it stays, the old one is removed.
+    KeptNew {
+        /// The container's name.
+        name: String,
+    },
+    /// The new container was missing or not healthy: the old one is back.
+    RestoredOld {
+        /// The container's name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for LeftoverOutcome {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftoverOutcome::KeptNew { name } => {
+                write!(formatter, "{name} kept on the new version")
+            }
+            LeftoverOutcome::RestoredOld { name } => {
+                write!(formatter, "{name} restored to the previous version")
+            }
+        }
+    }
+}
+
 impl DockerHost {
+    /// Settles a replacement an interrupted run left behind (`<name>.deckhand-old`),
+    /// so the service runs either the new version or the old one, never neither: a
+    /// new container that becomes healthy within `limit` stays, otherwise the old one
+    /// comes back.
+    ///
+    /// # Errors
+    ///
+    /// Connection and API failures.
+    pub async fn settle_leftover(
+        &self,
+        leftover: &ContainerInfo,
+        limit: Duration,
+    ) -> Result<LeftoverOutcome, DockerError> {
+        let name = leftover
+            .name
+            .strip_suffix(OLD_CONTAINER_SUFFIX)
+            .unwrap_or(&leftover.name)
+            .to_string();
+        let current = match self.inspect(&name).await {
+            Ok(current) => Some(current),
+            Err(DockerError::ContainerNotFound { .. }) => None,
+            Err(other) => return Err(other),
+        };
+        if let Some(current) = &current
+            && self.wait_healthy(&current.id, limit).await?.is_ready()
+        {
+            self.remove(&leftover.id).await?;
+            return Ok(LeftoverOutcome::KeptNew { name });
+        }
+        if let Some(current) = current {
+            self.remove(&current.id).await?;
+        }
+        self.rename(&leftover.id, &name).await?;
+        self.start(&leftover.id).await?;
+        Ok(LeftoverOutcome::RestoredOld { name })
+    }
+
     /// Replaces `old` with a container from `new_image` that keeps everything else: env,
     /// explicit cmd and entrypoint, mounts and volumes, networks with aliases, published
     /// ports, labels (compose's included), restart policy, healthcheck, user and working

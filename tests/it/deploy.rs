@@ -545,3 +545,149 @@ async fn a_replicated_service_is_replaced_one_replica_at_a_time() {
         nginx.describe()
     );
 }
+
+/// Leaves the store as a crash during a deploy's recreate step would: the
+/// operation running, its step journaled, its lock held.
+async fn crashed_deploy(app: &deckhand::app::App) -> i64 {
+    let plan = deckhand::exec::Plan {
+        changes: vec![deckhand::exec::Change {
+            service: "backend".to_string(),
+            from_image: Some("deckhand-demo/tasktracker-backend:v1".to_string()),
+            from_digest: None,
+            to_image: "deckhand-demo/tasktracker-backend:v2".to_string(),
+            replicas: 1,
+            note: None,
+        }],
+        ..Default::default()
+    };
+    let now = app.now();
+    let op_id = app
+        .store
+        .insert_operation(&deckhand::store::NewOperation {
+            command: "deploy".to_string(),
+            env: Some("staging".to_string()),
+            command_line: "/deploy staging v2".to_string(),
+            params_hash: "h".to_string(),
+            plan: plan.to_json(),
+            requester: "alice".to_string(),
+            platform: deckhand::names::Platform::Console,
+            channel: "console".to_string(),
+            state: OpState::Running,
+            approvals_needed: 0,
+            approver_roles: Vec::new(),
+            created_at: now,
+            expires_at: None,
+        })
+        .await
+        .expect("operation");
+    app.store
+        .start_step(op_id, 3, "recreate", "recreate", now)
+        .await
+        .expect("journal");
+    assert_eq!(
+        app.store
+            .try_lock("staging", op_id, "deploy", "alice", now)
+            .await
+            .expect("lock"),
+        None
+    );
+    op_id
+}
+
+#[tokio::test]
+async fn after_a_crash_each_service_runs_the_old_or_the_new_version_never_neither() {
+    let demo = DemoEnv::start("crash_recovery").await;
+    let app = demo.workspace.app().await;
+    let selector = deckhand::docker::ServiceSelector::Compose {
+        project: demo.project().to_string(),
+        service: "backend".to_string(),
+    };
+
+    // Replaced but not committed: the new container is healthy, so it stays.
+    let old = demo
+        .host
+        .find_containers(&selector)
+        .await
+        .expect("lists")
+        .remove(0);
+    demo.host
+        .recreate(&old, "deckhand-demo/tasktracker-backend:v2")
+        .await
+        .expect("recreates");
+    let op_id = crashed_deploy(&app).await;
+    flow::recover_interrupted(&app).await;
+    let operation = app
+        .store
+        .operation(op_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(operation.state, OpState::Interrupted);
+    let outcome = operation.outcome.unwrap_or_default();
+    assert!(
+        outcome.starts_with("Deckhand stopped during step 4 (recreate)"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("kept on the new version"), "{outcome}");
+    assert_eq!(
+        app.store.lock_holder("staging").await.expect("lock"),
+        None,
+        "the lock is released"
+    );
+    assert!(
+        demo.host
+            .find_leftovers(&selector)
+            .await
+            .expect("lists")
+            .is_empty()
+    );
+    assert!(backend_version(&demo).await.contains("v2"));
+
+    // Stopped and set aside, but the new container never started: the old one returns.
+    let current = demo
+        .host
+        .find_containers(&selector)
+        .await
+        .expect("lists")
+        .remove(0);
+    let recreated = demo
+        .host
+        .recreate(&current, "deckhand-demo/tasktracker-backend:v1")
+        .await
+        .expect("recreates");
+    demo.host
+        .remove(&recreated.new_id)
+        .await
+        .expect("removes the new container");
+    let op_id = crashed_deploy(&app).await;
+    flow::recover_interrupted(&app).await;
+    let outcome = app
+        .store
+        .operation(op_id)
+        .await
+        .expect("read")
+        .expect("exists")
+        .outcome
+        .unwrap_or_default();
+    assert!(
+        outcome.contains("restored to the previous version"),
+        "{outcome}"
+    );
+    eventually(
+        "the previous backend to serve again",
+        Duration::from_secs(60),
+        || async { backend_version(&demo).await.contains("v2").then_some(()) },
+    )
+    .await;
+    let entries = app
+        .store
+        .audit_entries(Some("staging"), 10)
+        .await
+        .expect("audit");
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry.entry.op_id == op_id && entry.entry.outcome == "interrupted"),
+        "audited"
+    );
+}

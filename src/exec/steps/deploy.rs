@@ -617,3 +617,44 @@ pub(super) async fn wait_endpoints(
     }
     Ok(lines)
 }
+
+/// After a crash: settles the replacements an interrupted operation left
+/// behind in its environment, so each service runs either the new or the
+/// previous version. Returns one line per container settled, or why not.
+pub async fn settle_leftovers(
+    app: &crate::app::App,
+    environment: &Environment,
+    plan: &Plan,
+) -> Vec<String> {
+    let host = match app.hosts.get(environment.name.as_str()).await {
+        Ok(host) => host,
+        Err(error) => {
+            return vec![format!(
+                "could not check for unfinished replacements: {error}"
+            )];
+        }
+    };
+    let mut lines = Vec::new();
+    for change in &plan.changes {
+        let Some(service) = environment.services.get(change.service.as_str()) else {
+            continue;
+        };
+        let leftovers = match host.find_leftovers(&selector(service)).await {
+            Ok(leftovers) => leftovers,
+            Err(error) => {
+                lines.push(format!("could not check {}: {error}", service.name));
+                continue;
+            }
+        };
+        for leftover in leftovers {
+            match host
+                .settle_leftover(&leftover, Duration::from_secs(60))
+                .await
+            {
+                Ok(outcome) => lines.push(outcome.to_string()),
+                Err(error) => lines.push(format!("could not settle {}: {error}", leftover.name)),
+            }
+        }
+    }
+    lines
+}

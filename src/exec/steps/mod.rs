@@ -24,6 +24,7 @@ use crate::policy::OpState;
 use crate::store::OperationRecord;
 
 use deploy::Replaced;
+pub use deploy::settle_leftovers;
 
 /// What a step reports: one summary line, and output lines (report rows,
 /// the tail of a failed migration) shown in the message or its thread.
