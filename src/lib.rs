@@ -2,8 +2,9 @@
 //!
 //! A request flows one way through these modules:
 //!
-//! - `chat` — adapters (console, Slack in `chat::slack`; Discord later) turn
-//!   platform events into a neutral `Request` and render neutral `Reply`s back.
+//! - `chat` — adapters (console; Slack in `chat::slack`; Discord in
+//!   `chat::discord`) turn platform events into a neutral `Request` and render
+//!   neutral `Reply`s back.
 //! - `parse` — `Request` text → `Action`, checked against the `catalog`
 //!   (commands/*.toml) and `config` (config/deckhand.toml).
 //! - `policy` — who may request, who must approve; pure, no IO.

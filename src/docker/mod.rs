@@ -41,7 +41,7 @@ pub use health::HealthOutcome;
 pub use host::{ApiTime, DockerHost, HostSpec, TlsFiles};
 pub use image::{ImageInfo, PullOutcome, RegistryAuth};
 pub use logs::{LogLine, LogQuery, LogStream};
-pub use recreate::Recreated;
+pub use recreate::{LeftoverOutcome, Recreated};
 pub use run_once::{RunOnce, RunOutput};
 
 /// Label docker-compose puts on every container it manages, naming the project.

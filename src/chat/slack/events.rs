@@ -53,7 +53,7 @@ struct Endpoints {
 
 impl Endpoints {
     /// The signature check every handler starts with.
-    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Verified<Bytes>, Response> {
+    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Verified<Bytes>, Box<Response>> {
         let now = self.context.app.now().timestamp();
         verify::verify_slack(
             headers,
@@ -67,7 +67,7 @@ impl Endpoints {
                 .metrics
                 .count("deckhand_slack_requests_refused_total", ("reason", reason_of(&error)));
             tracing::warn!(platform = "slack", error = %error, "refused an unverified slack request");
-            (StatusCode::UNAUTHORIZED, format!("refused: {error}")).into_response()
+            Box::new((StatusCode::UNAUTHORIZED, format!("refused: {error}")).into_response())
         })
     }
 }
@@ -87,7 +87,7 @@ async fn commands(
 ) -> Response {
     let verified = match endpoints.verify(&headers, body) {
         Ok(verified) => verified,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let form = form_fields(verified.as_ref());
     if field(&form, "ssl_check") == Some("1") {
@@ -95,7 +95,10 @@ async fn commands(
     }
     match command_event(&form) {
         Ok(event) => {
-            inbound::spawn(Arc::clone(&endpoints.context), Inbound::Command(event));
+            inbound::spawn(
+                Arc::clone(&endpoints.context),
+                Inbound::Command(Box::new(event)),
+            );
             // An empty 200 acknowledges without a message; the answer
             // follows through the response_url or the channel.
             StatusCode::OK.into_response()
@@ -113,7 +116,7 @@ async fn interactions(
 ) -> Response {
     let verified = match endpoints.verify(&headers, body) {
         Ok(verified) => verified,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let form = form_fields(verified.as_ref());
     let Some(payload) = field(&form, "payload") else {
@@ -121,7 +124,10 @@ async fn interactions(
     };
     match serde_json::from_str::<sm::SlackInteractionEvent>(payload) {
         Ok(event) => {
-            inbound::spawn(Arc::clone(&endpoints.context), Inbound::Interaction(event));
+            inbound::spawn(
+                Arc::clone(&endpoints.context),
+                Inbound::Interaction(Box::new(event)),
+            );
             StatusCode::OK.into_response()
         }
         Err(error) => bad_request(&format!("cannot read the interaction: {error}")),
@@ -135,7 +141,7 @@ async fn events(
 ) -> Response {
     let verified = match endpoints.verify(&headers, body) {
         Ok(verified) => verified,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let event = match serde_json::from_slice::<sm::SlackPushEvent>(verified.as_ref()) {
         Ok(event) => event,
@@ -154,7 +160,10 @@ async fn events(
                     "slack redelivered an event"
                 );
             }
-            inbound::spawn(Arc::clone(&endpoints.context), Inbound::Event(callback));
+            inbound::spawn(
+                Arc::clone(&endpoints.context),
+                Inbound::Event(Box::new(callback)),
+            );
             StatusCode::OK.into_response()
         }
         sm::SlackPushEvent::AppRateLimited(limited) => {

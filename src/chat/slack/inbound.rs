@@ -37,11 +37,11 @@ pub const MAX_IN_FLIGHT: usize = 8;
 #[derive(Debug)]
 pub enum Inbound {
     /// A slash command.
-    Command(sm::SlackCommandEvent),
+    Command(Box<sm::SlackCommandEvent>),
     /// An Events API callback.
-    Event(sm::SlackPushEventCallback),
+    Event(Box<sm::SlackPushEventCallback>),
     /// A click.
-    Interaction(sm::SlackInteractionEvent),
+    Interaction(Box<sm::SlackInteractionEvent>),
 }
 
 /// How long deliveries must have stopped arriving before work on them
@@ -61,9 +61,9 @@ pub fn spawn(context: Arc<Context>, inbound: Inbound) {
             return;
         };
         match inbound {
-            Inbound::Command(event) => command(&context, event).await,
-            Inbound::Event(event) => push_event(&context, event).await,
-            Inbound::Interaction(event) => interaction(&context, event).await,
+            Inbound::Command(event) => command(&context, *event).await,
+            Inbound::Event(event) => push_event(&context, *event).await,
+            Inbound::Interaction(event) => interaction(&context, *event).await,
         }
     });
 }
@@ -73,7 +73,7 @@ pub fn spawn(context: Arc<Context>, inbound: Inbound) {
 async fn command(context: &Context, event: sm::SlackCommandEvent) {
     let user_id = event.user_id.to_string();
     let channel = event.channel_id.to_string();
-    let text = command_line(&event.command.to_string(), event.text.as_deref());
+    let text = command_line(event.command.as_ref(), event.text.as_deref());
     let groups = context.groups.of_user(&context.web, &user_id).await;
     let request = Request {
         platform: Platform::Slack,

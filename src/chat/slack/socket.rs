@@ -108,7 +108,7 @@ async fn on_command(
     state: sm::SlackClientEventsUserState,
 ) -> sm::UserCallbackResult<sm::SlackCommandEventResponse> {
     if let Some(context) = context_of(&state).await {
-        inbound::spawn(context, Inbound::Command(event));
+        inbound::spawn(context, Inbound::Command(Box::new(event)));
     }
     Err(Box::new(AckWithoutPayload))
 }
@@ -119,7 +119,7 @@ async fn on_push_event(
     state: sm::SlackClientEventsUserState,
 ) -> sm::UserCallbackResult<()> {
     if let Some(context) = context_of(&state).await {
-        inbound::spawn(context, Inbound::Event(event));
+        inbound::spawn(context, Inbound::Event(Box::new(event)));
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ async fn on_interaction(
     state: sm::SlackClientEventsUserState,
 ) -> sm::UserCallbackResult<sm::SlackInteractionResponse> {
     if let Some(context) = context_of(&state).await {
-        inbound::spawn(context, Inbound::Interaction(event));
+        inbound::spawn(context, Inbound::Interaction(Box::new(event)));
     }
     Ok(sm::SlackInteractionResponse::Empty)
 }

@@ -11,6 +11,7 @@ mod holds;
 mod logs;
 mod report;
 mod rollback;
+mod rotate;
 mod service;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::policy::OpState;
 use crate::store::OperationRecord;
 
 use deploy::Replaced;
+pub use deploy::settle_leftovers;
 
 /// What a step reports: one summary line, and output lines (report rows,
 /// the tail of a failed migration) shown in the message or its thread.
@@ -111,7 +113,8 @@ impl<'a> RunContext<'a> {
             Step::Help {} => Ok(help::run(app, input)),
             Step::Lock {} => holds::lock(app, self.operation, input).await,
             Step::Unlock {} => holds::unlock(app, self.operation, input).await,
-            Step::Diagnose {} | Step::Rotate {} => Err(ExecError::Failed(format!(
+            Step::Rotate {} => self.rotate().await,
+            Step::Diagnose {} => Err(ExecError::Failed(format!(
                 "/{} is declared but this version of Deckhand cannot run its {} step yet; nothing was changed",
                 input.spec.name,
                 step.kind()
@@ -209,6 +212,7 @@ pub async fn describe(
             database::describe_restore(app, input, service, plan).await?
         }
         Step::ServiceAction {} => service::describe(input, plan),
+        Step::Rotate {} => rotate::describe(input, plan)?,
         Step::Lock {} => holds::describe_lock(input, plan),
         Step::Unlock {} => holds::describe_unlock(app, input, plan).await?,
         Step::HoldLock {} => holds::describe_hold_after_rollback(input, plan),
