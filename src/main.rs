@@ -181,7 +181,14 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 .local_addr()
                 .context("reading the listener address")?;
             tracing::info!(address = %bound, "listening");
-            let router = deckhand::http::router(Arc::clone(&app));
+            let mut router = deckhand::http::router(Arc::clone(&app));
+            if let Some(settings) = &app.config.pagerduty {
+                let connection = deckhand::pagerduty::Connection::from_env(settings)?;
+                router = router.merge(deckhand::http::pagerduty::router(
+                    Arc::clone(&app),
+                    connection,
+                ));
+            }
             let shutdown = async move {
                 let _ = listener_stopped.await;
             };

@@ -25,6 +25,7 @@ pub mod images;
 mod lifecycle;
 mod logs;
 mod overrides;
+mod prune;
 mod recreate;
 mod run_once;
 pub mod stack;
@@ -40,6 +41,7 @@ pub use health::HealthOutcome;
 pub use host::{ApiTime, DockerHost, HostSpec, TlsFiles};
 pub use image::{ImageInfo, PullOutcome, RegistryAuth};
 pub use logs::{LogLine, LogQuery, LogStream};
+pub use prune::{ContainerScope, DanglingImage, StoppedContainer};
 pub use recreate::Recreated;
 pub use run_once::{RunOnce, RunOutput};
 

@@ -3,6 +3,9 @@
 //! endpoints of the chat and PagerDuty adapters are merged into the same
 //! router by `serve`. Only this module and adapters' HTTP parts name axum.
 
+mod headers;
+pub mod pagerduty;
+
 use std::sync::Arc;
 use std::time::Duration;
 

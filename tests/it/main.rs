@@ -7,7 +7,7 @@ mod support;
 mod approvals;
 mod audit_chain;
 mod check;
-mod docker_layer;
 mod console;
+mod docker_layer;
 mod peers;
 mod serve;

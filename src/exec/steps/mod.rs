@@ -3,8 +3,11 @@
 //! carries what one operation's steps share (the plan as resolved so far,
 //! what was replaced, for automatic rollback) and nothing long-lived.
 
+mod cleanup;
+mod diagnose;
 mod help;
 mod holds;
+mod redis;
 
 use std::sync::Arc;
 
@@ -87,6 +90,10 @@ impl<'a> RunContext<'a> {
             Step::HoldLock {} => {
                 holds::hold_after_rollback(self.app, self.operation, self.input).await
             }
+            Step::Diagnose {} => diagnose::run(self.app, self.operation, self.input).await,
+            Step::PruneContainers {} => cleanup::prune_containers(self.app, self.input).await,
+            Step::PruneImages {} => cleanup::prune_images(self.app, self.input).await,
+            Step::FlushRedis { service } => redis::flush(self.app, self.input, service).await,
             other => Err(ExecError::Failed(format!(
                 "step {} needs the Docker executor, which this build does not have yet",
                 other.kind()
@@ -134,6 +141,9 @@ pub async fn describe(
         Step::Lock {} => holds::describe_lock(input, plan),
         Step::Unlock {} => holds::describe_unlock(app, input, plan).await?,
         Step::HoldLock {} => holds::describe_hold_after_rollback(input, plan),
+        Step::PruneContainers {} => cleanup::describe_containers(app, input, plan).await?,
+        Step::PruneImages {} => cleanup::describe_images(app, input, plan).await?,
+        Step::FlushRedis { service } => redis::describe_flush(app, input, service, plan).await?,
         other => plan.steps.push(other.title()),
     }
     Ok(())

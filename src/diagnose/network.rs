@@ -1,0 +1,211 @@
+//! Runbook "Network Issues": the environment's networks with the containers attached
+//! (`docker network inspect`), services left off every shared network, and whether each
+//! service's name resolves from inside another container (`getent hosts NAME`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::future::join_all;
+
+use crate::config::{Selector, Service, ServiceKind};
+use crate::docker::ContainerInfo;
+
+use super::{Check, Finding, Subject};
+
+/// How many containers are tried for `getent` before name resolution is left untested.
+const MAX_PROBERS: usize = 3;
+
+/// Networks, membership, and name resolution between services.
+pub async fn check(subject: &Subject<'_>) -> Finding {
+    let running: Vec<(&Service, &ContainerInfo)> = subject.running().collect();
+    if running.is_empty() {
+        return Finding::fail(Check::Network, "no running container to look at");
+    }
+    let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (service, container) in &running {
+        for attachment in &container.networks {
+            members
+                .entry(attachment.network.as_str())
+                .or_default()
+                .insert(service.name.as_str());
+        }
+    }
+    let mut evidence = describe_networks(subject, &members).await;
+    let mut problems: Vec<(String, &Service)> = Vec::new();
+    let shared: BTreeSet<&str> = members
+        .values()
+        .filter(|services| services.len() > 1)
+        .flatten()
+        .copied()
+        .collect();
+    if running.len() > 1 {
+        for (service, container) in &running {
+            if !shared.contains(service.name.as_str()) {
+                problems.push((
+                    format!("{} shares no network with another service", container.name),
+                    service,
+                ));
+            }
+        }
+    }
+    let (prober, resolved) = resolve_names(subject, &running).await;
+    match prober {
+        Some(prober) => {
+            for (service, result) in resolved {
+                match result {
+                    Ok(address) => evidence.push(format!(
+                        "{} resolves from {prober}: {address}",
+                        dns_name(service)
+                    )),
+                    Err(reason) => {
+                        evidence.push(format!(
+                            "{} does not resolve from {prober}: {reason}",
+                            dns_name(service)
+                        ));
+                        problems.push((
+                            format!("{} does not resolve from {prober}", dns_name(service)),
+                            service,
+                        ));
+                    }
+                }
+            }
+        }
+        None => {
+            evidence.push("name resolution not tested: no running container has getent".to_string())
+        }
+    }
+    let finding = match problems.first() {
+        None => Finding::ok(
+            Check::Network,
+            format!(
+                "{} network(s); every service reachable by name",
+                members.len()
+            ),
+        ),
+        Some((_, service)) => {
+            let lines: Vec<&str> = problems.iter().map(|(line, _)| line.as_str()).collect();
+            Finding::fail(Check::Network, lines.join("; "))
+                .with_fix(Some(subject.restart_command(service)))
+        }
+    };
+    finding.with_evidence(evidence)
+}
+
+/// One line per network with its driver and members, from `docker network inspect`.
+async fn describe_networks(
+    subject: &Subject<'_>,
+    members: &BTreeMap<&str, BTreeSet<&str>>,
+) -> Vec<String> {
+    let inspected = subject.host.list_networks().await;
+    members
+        .iter()
+        .map(|(network, services)| {
+            let detail = match &inspected {
+                Ok(networks) => networks
+                    .iter()
+                    .find(|info| info.name == *network)
+                    .map(|info| {
+                        let names: Vec<&str> = info
+                            .containers
+                            .iter()
+                            .map(|member| member.name.as_str())
+                            .collect();
+                        format!(
+                            "{}, {} container(s): {}",
+                            info.driver,
+                            names.len(),
+                            names.join(", ")
+                        )
+                    })
+                    .unwrap_or_else(|| "not found by inspect".to_string()),
+                Err(error) => format!("not inspected: {error}"),
+            };
+            let services: Vec<&str> = services.iter().copied().collect();
+            format!(
+                "network {network} ({detail}); services: {}",
+                services.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Resolves every running service's name from the first container that has `getent`,
+/// trying proxies and apps first (their images are the likeliest to have it).
+async fn resolve_names<'s>(
+    subject: &Subject<'_>,
+    running: &[(&'s Service, &ContainerInfo)],
+) -> (Option<String>, Vec<(&'s Service, Result<String, String>)>) {
+    let mut candidates: Vec<&ContainerInfo> =
+        running.iter().map(|(_, container)| *container).collect();
+    let rank = |container: &ContainerInfo| {
+        running
+            .iter()
+            .find(|(_, candidate)| candidate.id == container.id)
+            .map(|(service, _)| match service.kind {
+                ServiceKind::Nginx => 0,
+                ServiceKind::App => 1,
+                _ => 2,
+            })
+            .unwrap_or(3)
+    };
+    candidates.sort_by_key(|container| rank(container));
+    // One candidate per service, and only a few: images without getent tend to come in
+    // numbers (many replicas of one small image).
+    let mut tried_services = BTreeSet::new();
+    candidates.retain(|container| {
+        running
+            .iter()
+            .find(|(_, candidate)| candidate.id == container.id)
+            .is_some_and(|(service, _)| tried_services.insert(service.name.as_str()))
+    });
+    candidates.truncate(MAX_PROBERS);
+    let mut names: Vec<&'s Service> = Vec::new();
+    for (service, _) in running {
+        if !names.iter().any(|known| known.name == service.name) {
+            names.push(service);
+        }
+    }
+    for prober in candidates {
+        let lookups = join_all(names.iter().map(|service| async move {
+            let name = dns_name(service);
+            (
+                *service,
+                subject.exec(prober, &["getent", "hosts", &name]).await,
+            )
+        }))
+        .await;
+        // The runtime answers 126 or 127 when the image has no getent: try the next one.
+        let has_getent = lookups.iter().any(
+            |(_, lookup)| matches!(lookup, Ok(output) if !matches!(output.exit_code, 126 | 127)),
+        );
+        if !has_getent {
+            continue;
+        }
+        let results = lookups
+            .into_iter()
+            .map(|(service, lookup)| {
+                let result = match lookup {
+                    Ok(output) if output.exit_code == 0 => Ok(output
+                        .stdout_text()
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()),
+                    Ok(output) => Err(format!("getent exited with code {}", output.exit_code)),
+                    Err(error) => Err(error.to_string()),
+                };
+                (service, result)
+            })
+            .collect();
+        return (Some(prober.name.clone()), results);
+    }
+    (None, Vec::new())
+}
+
+/// The name other containers use for a service: its compose service name, or its
+/// container name.
+fn dns_name(service: &Service) -> String {
+    match &service.selector {
+        Selector::Compose { service, .. } => service.clone(),
+        Selector::Container(name) => name.clone(),
+    }
+}
