@@ -26,6 +26,7 @@ pub mod audit;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+pub mod demo;
 pub mod diagnose;
 pub mod docker;
 pub mod duration;

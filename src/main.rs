@@ -37,6 +37,17 @@ enum Command {
         #[arg(long = "as", env = "DECKHAND_USER", default_value = "alice")]
         user: String,
     },
+    /// Build the example images, bring up the demo stacks in local Docker and open the console.
+    Demo {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Act as this console user.
+        #[arg(long = "as", env = "DECKHAND_USER", default_value = "alice")]
+        user: String,
+        /// Remove the demo stacks and their volumes instead.
+        #[arg(long)]
+        down: bool,
+    },
     /// Run the bot: open the store, run migrations, serve until SIGTERM or SIGINT.
     Serve(ConfigArg),
     /// Read and verify the audit trail.
@@ -108,6 +119,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(arg) => Ok(check(&arg.config)),
         Command::Console { config, user } => console(&config.config, &user).await,
         Command::Serve(arg) => serve(&arg.config).await,
+        Command::Demo { config, user, down } => demo(&config.config, &user, down).await,
         Command::Audit { command } => match command {
             AuditCommand::List { config, env, limit } => {
                 audit_list(&config.config, env.as_deref(), limit).await
@@ -166,6 +178,27 @@ async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
     app.request_shutdown();
     app.store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(path: &Path, user: &str, down: bool) -> anyhow::Result<ExitCode> {
+    let (config, _) = load_or_report(path)?;
+    if down {
+        deckhand::demo::down(&config)
+            .await
+            .context("removing the demo")?;
+        println!("the demo stacks are removed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    deckhand::demo::up(&config, |line| println!("{line}"))
+        .await
+        .context("starting the demo")?;
+    println!(
+        "ready: staging is compose project deckhand-demo (nginx on http://127.0.0.1:18080), production is deckhand-prod (:28080)"
+    );
+    println!(
+        "try: /status · /deploy staging v2 · /health staging · /rollback staging backend · :as bob · /deploy production v2"
+    );
+    console(path, user).await
 }
 
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {

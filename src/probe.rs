@@ -36,6 +36,16 @@ impl ProbeResult {
         self.status
             .is_some_and(|status| (200..300).contains(&status))
     }
+
+    /// One short line: `200 12ms`, or the error.
+    pub fn describe(&self) -> String {
+        let latency = crate::duration::format_elapsed(self.latency);
+        match (self.status, &self.error) {
+            (Some(status), _) => format!("{status} {latency}"),
+            (None, Some(error)) => format!("unreachable: {error}"),
+            (None, None) => format!("no answer after {latency}"),
+        }
+    }
 }
 
 /// A smoke check's verdict.

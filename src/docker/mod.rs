@@ -18,6 +18,7 @@ mod diagnostics;
 mod discovery;
 mod error;
 mod exec;
+mod files;
 mod health;
 mod host;
 mod image;

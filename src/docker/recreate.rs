@@ -326,6 +326,25 @@ struct Progress {
 
 /// The create request for the replacement: the old container's explicit config on the new
 /// image, its host config, and its primary network.
+/// docker-compose decides whether a container matches its file by the
+/// `config-hash` label. A container now running another image no longer
+/// matches the file, so its hash must not claim to: it is marked, and the
+/// next `docker-compose up` reconciles the service with the file, as it
+/// would after any change made outside compose.
+fn compose_labels_for(
+    mut labels: std::collections::HashMap<String, String>,
+    new_image: &str,
+) -> std::collections::HashMap<String, String> {
+    if let Some(hash) = labels.get_mut(LABEL_CONFIG_HASH) {
+        *hash = format!("deckhand:{new_image}");
+    }
+    labels
+}
+
+/// The label docker-compose compares with its file to decide whether to
+/// recreate a container.
+const LABEL_CONFIG_HASH: &str = "com.docker.compose.config-hash";
+
 fn replacement_body(
     raw: &ContainerInspectResponse,
     old_image_config: &ImageConfig,
@@ -367,7 +386,7 @@ fn replacement_body(
         working_dir: explicit.working_dir,
         entrypoint: explicit.entrypoint,
         network_disabled: config.network_disabled,
-        labels: Some(explicit.labels),
+        labels: Some(compose_labels_for(explicit.labels, new_image)),
         stop_signal: explicit.stop_signal,
         stop_timeout: config.stop_timeout,
         host_config: Some(host_config),

@@ -219,6 +219,19 @@ impl StackSpec {
         }
     }
 
+    /// The same stack under another compose project, with every published
+    /// host port mapped through `port_for`: a second environment on the same
+    /// host (the demo's production), or an isolated copy for a test.
+    pub fn relocated(mut self, project: &str, mut port_for: impl FnMut(u16) -> u16) -> StackSpec {
+        self.project = project.to_string();
+        for service in &mut self.services {
+            for port in &mut service.ports {
+                port.host_port = port.host_port.map(&mut port_for);
+            }
+        }
+        self
+    }
+
     /// The name of a service's `number`th container, as docker-compose v1 names it.
     pub fn container_name(&self, service: &str, number: u32) -> String {
         format!("{}_{service}_{number}", self.project)

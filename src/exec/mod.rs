@@ -354,7 +354,7 @@ async fn run_steps(
             return (OpState::Interrupted, summary);
         }
         let idx = i64::try_from(step_idx).unwrap_or(i64::MAX);
-        let title = context.step_title(step);
+        let title = step.title();
         if let Err(error) = app
             .store
             .start_step(operation.id, idx, step.kind(), &title, app.now())
@@ -371,7 +371,7 @@ async fn run_steps(
         }
         let step_started = Instant::now();
         let span = tracing::info_span!("step", idx = step_idx, kind = step.kind());
-        let result = tracing::Instrument::instrument(context.run(step_idx, step), span).await;
+        let result = tracing::Instrument::instrument(context.run(step), span).await;
         let elapsed = step_started.elapsed();
         match result {
             Ok(outcome) => {
@@ -418,8 +418,6 @@ async fn run_steps(
             }
         }
     }
-    (
-        OpState::Succeeded,
-        context.success_summary(format_elapsed(started.elapsed())),
-    )
+    let summary = context.succeed(format_elapsed(started.elapsed())).await;
+    (OpState::Succeeded, summary)
 }

@@ -8,6 +8,7 @@ mod approvals;
 mod audit_chain;
 mod check;
 mod console;
+mod deploy;
 mod docker_layer;
 mod peers;
 mod serve;

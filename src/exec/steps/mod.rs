@@ -1,13 +1,20 @@
 //! Step kinds: one function per `Step` variant to describe it in a plan and
 //! one to run it, dispatched by a single `match` each. A `RunContext`
-//! carries what one operation's steps share (the plan as resolved so far,
-//! what was replaced, for automatic rollback) and nothing long-lived.
+//! carries what one operation's steps share — the plan as resolved so far
+//! and the containers replaced so far, which stay revertible until the
+//! operation succeeds — and nothing long-lived.
 
 mod cleanup;
+mod database;
+mod deploy;
 mod diagnose;
 mod help;
 mod holds;
+mod logs;
 mod redis;
+mod report;
+mod rollback;
+mod service;
 
 use std::sync::Arc;
 
@@ -17,6 +24,8 @@ use crate::chat::Outbound;
 use crate::exec::{ExecError, OperationInput, Plan};
 use crate::policy::OpState;
 use crate::store::OperationRecord;
+
+use deploy::Replaced;
 
 /// What a step reports: one summary line, and output lines (report rows,
 /// the tail of a failed migration) shown in the message or its thread.
@@ -55,6 +64,8 @@ pub struct RunContext<'a> {
     input: &'a OperationInput<'a>,
     /// The plan, as stored with the operation and refined by resolve steps.
     plan: Plan,
+    /// Containers replaced so far, revertible until the operation succeeds.
+    replaced: Vec<Replaced>,
 }
 
 impl<'a> RunContext<'a> {
@@ -69,34 +80,48 @@ impl<'a> RunContext<'a> {
             operation,
             input,
             plan: Plan::from_json(&operation.plan),
+            replaced: Vec::new(),
         }
-    }
-
-    /// The title of a step as shown in progress messages.
-    pub fn step_title(&self, step: &Step) -> String {
-        step.title()
     }
 
     /// Runs one step.
     ///
     /// # Errors
     /// Why the step failed, fit for chat.
-    pub async fn run(&mut self, step_idx: usize, step: &Step) -> Result<StepOutcome, ExecError> {
-        let _ = step_idx;
+    pub async fn run(&mut self, step: &Step) -> Result<StepOutcome, ExecError> {
+        let (app, input, op_id) = (self.app, self.input, self.operation.id);
         match step {
-            Step::Help {} => Ok(help::run(self.app, self.input)),
-            Step::Lock {} => holds::lock(self.app, self.operation, self.input).await,
-            Step::Unlock {} => holds::unlock(self.app, self.operation, self.input).await,
-            Step::HoldLock {} => {
-                holds::hold_after_rollback(self.app, self.operation, self.input).await
-            }
-            Step::Diagnose {} => diagnose::run(self.app, self.operation, self.input).await,
-            Step::PruneContainers {} => cleanup::prune_containers(self.app, self.input).await,
-            Step::PruneImages {} => cleanup::prune_images(self.app, self.input).await,
-            Step::FlushRedis { service } => redis::flush(self.app, self.input, service).await,
-            other => Err(ExecError::Failed(format!(
-                "step {} needs the Docker executor, which this build does not have yet",
-                other.kind()
+            Step::ResolveImages { .. } | Step::ResolveRollback {} => self.resolve_images().await,
+            Step::Pull {} => self.pull().await,
+            Step::RunOnce {
+                service,
+                command,
+                timeout,
+                ..
+            } => self.run_once(service, command, *timeout).await,
+            Step::Recreate {} => self.recreate().await,
+            Step::WaitHealthy { timeout } => self.wait_healthy(*timeout).await,
+            Step::Smoke { checks } => self.smoke(checks).await,
+            Step::RecordRelease {} => self.record_release().await,
+            Step::HoldLock {} => holds::hold_after_rollback(app, self.operation, input).await,
+            Step::BackupDatabase { service } => database::backup(app, input, op_id, service).await,
+            Step::RestoreDatabase { service } => database::restore(app, input, service).await,
+            Step::CheckDatabase { service } => database::check(app, input, service).await,
+            Step::ServiceAction {} => service::run(app, input).await,
+            Step::HealthReport {} => report::health(app, input).await,
+            Step::StatusReport {} => report::status(app, input).await,
+            Step::Logs {} => logs::run(app, input).await,
+            Step::Help {} => Ok(help::run(app, input)),
+            Step::Lock {} => holds::lock(app, self.operation, input).await,
+            Step::Unlock {} => holds::unlock(app, self.operation, input).await,
+            Step::Diagnose {} => diagnose::run(app, self.operation, input).await,
+            Step::PruneContainers {} => cleanup::prune_containers(app, input).await,
+            Step::PruneImages {} => cleanup::prune_images(app, input).await,
+            Step::FlushRedis { service } => redis::flush(app, input, service).await,
+            Step::Rotate {} => Err(ExecError::Failed(format!(
+                "/{} is declared but this version of Deckhand cannot run its {} step yet; nothing was changed",
+                input.spec.name,
+                step.kind()
             ))),
         }
     }
@@ -115,15 +140,53 @@ impl<'a> RunContext<'a> {
         });
     }
 
-    /// After a failed step: the final state and summary.
+    /// After a failed step: restores what was replaced when the command
+    /// asks for that, and says so; returns the final state and summary.
     pub async fn recover(&mut self, failure: String) -> (OpState, String) {
-        (OpState::Failed, failure)
+        if !self.has_replacements() {
+            return (OpState::Failed, failure);
+        }
+        if !self.input.spec.rollback_on_failure {
+            let kept = self.commit_replacements().await;
+            let mut summary = format!("{failure}; the new containers were left running");
+            for problem in kept {
+                summary.push_str(&format!("; {problem}"));
+            }
+            return (OpState::Failed, summary);
+        }
+        match self.revert_replacements().await {
+            Ok(restored) => (
+                OpState::RolledBack,
+                format!("{failure}; rolled back automatically: {restored}"),
+            ),
+            Err(error) => (
+                OpState::Failed,
+                format!(
+                    "{failure}; the automatic rollback failed too: {error} — check the environment now"
+                ),
+            ),
+        }
     }
 
-    /// The summary of a run whose steps all succeeded.
-    pub fn success_summary(&self, elapsed: String) -> String {
-        let _ = &self.plan;
-        format!("done in {elapsed}")
+    /// After every step succeeded: removes the previous containers kept for
+    /// rollback, and sums up.
+    pub async fn succeed(&mut self, elapsed: String) -> String {
+        let problems = self.commit_replacements().await;
+        let mut summary = match self.plan.changes.as_slice() {
+            [] => format!("done in {elapsed}"),
+            changes => format!(
+                "{} in {elapsed}",
+                changes
+                    .iter()
+                    .map(|change| format!("{} on {}", change.service, change.to_image))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        for problem in problems {
+            summary.push_str(&format!("; {problem}"));
+        }
+        summary
     }
 }
 
@@ -138,6 +201,21 @@ pub async fn describe(
     plan: &mut Plan,
 ) -> Result<(), ExecError> {
     match step {
+        Step::ResolveImages { services } => {
+            deploy::describe_resolve_images(app, input, services, plan).await?
+        }
+        Step::ResolveRollback {} => rollback::describe(app, input, plan).await?,
+        Step::Pull {}
+        | Step::RunOnce { .. }
+        | Step::Recreate {}
+        | Step::WaitHealthy { .. }
+        | Step::Smoke { .. }
+        | Step::RecordRelease {} => deploy::describe(step, input, plan),
+        Step::BackupDatabase { service } => database::describe_backup(input, service, plan),
+        Step::RestoreDatabase { service } => {
+            database::describe_restore(app, input, service, plan).await?
+        }
+        Step::ServiceAction {} => service::describe(input, plan),
         Step::Lock {} => holds::describe_lock(input, plan),
         Step::Unlock {} => holds::describe_unlock(app, input, plan).await?,
         Step::HoldLock {} => holds::describe_hold_after_rollback(input, plan),

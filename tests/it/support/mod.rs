@@ -12,6 +12,7 @@
 
 #![allow(dead_code)] // Each test module uses a different part of the support API.
 
+pub mod demo;
 pub mod discord_peer;
 pub mod docker;
 pub mod pagerduty_peer;

@@ -25,7 +25,11 @@ struct Target<'a> {
     container: ContainerInfo,
 }
 
-async fn target<'a>(app: &App, input: &OperationInput<'a>, service_name: &str) -> Result<Target<'a>, ExecError> {
+async fn target<'a>(
+    app: &App,
+    input: &OperationInput<'a>,
+    service_name: &str,
+) -> Result<Target<'a>, ExecError> {
     let environment = environment(input)?;
     let service = service(environment, service_name)?;
     let database = service
@@ -37,7 +41,12 @@ async fn target<'a>(app: &App, input: &OperationInput<'a>, service_name: &str) -
     let container = containers
         .into_iter()
         .find(|container| container.state.running)
-        .ok_or_else(|| ExecError::Failed(format!("{service_name} is not running in {}", environment.name)))?;
+        .ok_or_else(|| {
+            ExecError::Failed(format!(
+                "{service_name} is not running in {}",
+                environment.name
+            ))
+        })?;
     Ok(Target {
         environment,
         service,
@@ -62,15 +71,23 @@ pub fn describe_backup(input: &OperationInput<'_>, service_name: &str, plan: &mu
         .env
         .and_then(|environment| environment.backup_dir.clone())
         .unwrap_or_else(|| "(no backup_dir configured)".to_string());
-    plan.steps.push(format!("back up {service_name} with pg_dump into {folder} on the Docker host"));
-    plan.checks.push("the backup succeeds, or nothing else runs".to_string());
+    plan.steps.push(format!(
+        "back up {service_name} with pg_dump into {folder} on the Docker host"
+    ));
+    plan.checks
+        .push("the backup succeeds, or nothing else runs".to_string());
 }
 
 /// Backs the database up.
 ///
 /// # Errors
 /// No backup folder, the database not running, or `pg_dump` failing.
-pub async fn backup(app: &App, input: &OperationInput<'_>, op_id: i64, service_name: &str) -> Result<StepOutcome, ExecError> {
+pub async fn backup(
+    app: &App,
+    input: &OperationInput<'_>,
+    op_id: i64,
+    service_name: &str,
+) -> Result<StepOutcome, ExecError> {
     let target = target(app, input, service_name).await?;
     let folder = backup_dir(target.environment)?;
     let dump = target
@@ -109,7 +126,12 @@ pub async fn backup(app: &App, input: &OperationInput<'_>, op_id: i64, service_n
     );
     target
         .host
-        .write_host_file(&target.container.image_reference, folder, &name, &dump.stdout)
+        .write_host_file(
+            &target.container.image_reference,
+            folder,
+            &name,
+            &dump.stdout,
+        )
         .await
         .map_err(|error| ExecError::Failed(format!("storing the backup: {error}")))?;
     Ok(StepOutcome::summary(format!(
@@ -123,7 +145,12 @@ pub async fn backup(app: &App, input: &OperationInput<'_>, op_id: i64, service_n
 ///
 /// # Errors
 /// No such backup, or an unreachable host.
-pub async fn describe_restore(app: &App, input: &OperationInput<'_>, service_name: &str, plan: &mut Plan) -> Result<(), ExecError> {
+pub async fn describe_restore(
+    app: &App,
+    input: &OperationInput<'_>,
+    service_name: &str,
+    plan: &mut Plan,
+) -> Result<(), ExecError> {
     let target = target(app, input, service_name).await?;
     let folder = backup_dir(target.environment)?;
     let backup = input.action.args.text("backup").unwrap_or_default();
@@ -137,12 +164,21 @@ pub async fn describe_restore(app: &App, input: &OperationInput<'_>, service_nam
         return Err(ExecError::Failed(format!(
             "no backup named \"{backup}\" in {folder} on {}; newest: {}",
             target.environment.host.name,
-            if newest.is_empty() { "none".to_string() } else { newest.join(", ") }
+            if newest.is_empty() {
+                "none".to_string()
+            } else {
+                newest.join(", ")
+            }
         )));
     }
-    plan.steps.push(format!("restart {service_name} to drop its connections"));
-    plan.steps.push(format!("load {backup} into {} (drops and recreates its tables)", target.database.name));
-    plan.checks.push(format!("{service_name} answers SELECT 1 afterwards"));
+    plan.steps
+        .push(format!("restart {service_name} to drop its connections"));
+    plan.steps.push(format!(
+        "load {backup} into {} (drops and recreates its tables)",
+        target.database.name
+    ));
+    plan.checks
+        .push(format!("{service_name} answers SELECT 1 afterwards"));
     Ok(())
 }
 
@@ -150,7 +186,11 @@ pub async fn describe_restore(app: &App, input: &OperationInput<'_>, service_nam
 ///
 /// # Errors
 /// No such backup, the database not coming back, or `psql` failing.
-pub async fn restore(app: &App, input: &OperationInput<'_>, service_name: &str) -> Result<StepOutcome, ExecError> {
+pub async fn restore(
+    app: &App,
+    input: &OperationInput<'_>,
+    service_name: &str,
+) -> Result<StepOutcome, ExecError> {
     let target = target(app, input, service_name).await?;
     let folder = backup_dir(target.environment)?;
     let backup = input.action.args.text("backup").unwrap_or_default();
@@ -175,7 +215,9 @@ pub async fn restore(app: &App, input: &OperationInput<'_>, service_name: &str) 
         .await
         .map_err(|error| ExecError::Failed(error.to_string()))?;
     if !outcome.is_ready() {
-        return Err(ExecError::Failed(format!("{service_name} did not come back after the restart: {outcome:?}")));
+        return Err(ExecError::Failed(format!(
+            "{service_name} did not come back after the restart: {outcome:?}"
+        )));
     }
     let loaded = target
         .host
@@ -217,7 +259,11 @@ pub async fn restore(app: &App, input: &OperationInput<'_>, service_name: &str) 
 ///
 /// # Errors
 /// The database not answering, with psql's error text.
-pub async fn check(app: &App, input: &OperationInput<'_>, service_name: &str) -> Result<StepOutcome, ExecError> {
+pub async fn check(
+    app: &App,
+    input: &OperationInput<'_>,
+    service_name: &str,
+) -> Result<StepOutcome, ExecError> {
     let target = target(app, input, service_name).await?;
     let started = std::time::Instant::now();
     let answer = target

@@ -12,8 +12,14 @@ use super::deploy::{containers_of, environment, service};
 /// Plan line for a service action.
 pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) {
     let action = input.action.args.text("action").unwrap_or_default();
-    let service = input.action.args.service("service").map(ToString::to_string).unwrap_or_default();
-    plan.steps.push(format!("{action} every container of {service}"));
+    let service = input
+        .action
+        .args
+        .service("service")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    plan.steps
+        .push(format!("{action} every container of {service}"));
 }
 
 /// Runs the action on every container of the service.
@@ -38,7 +44,8 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
             "restart" => host.restart(&container.id).await,
             _ => Ok(()),
         };
-        result.map_err(|error| ExecError::Failed(format!("{action} {}: {error}", container.name)))?;
+        result
+            .map_err(|error| ExecError::Failed(format!("{action} {}: {error}", container.name)))?;
     }
     if action == "start" || action == "restart" {
         for container in &containers {
@@ -47,15 +54,26 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
                 .await
                 .map_err(|error| ExecError::Failed(error.to_string()))?;
             if !outcome.is_ready() {
-                return Err(ExecError::Failed(format!("{} did not come up healthy: {outcome:?}", container.name)));
+                return Err(ExecError::Failed(format!(
+                    "{} did not come up healthy: {outcome:?}",
+                    container.name
+                )));
             }
         }
     }
     let mut output = Vec::new();
-    for container in host.find_containers(&super::deploy::selector(service)).await.unwrap_or_default() {
+    for container in host
+        .find_containers(&super::deploy::selector(service))
+        .await
+        .unwrap_or_default()
+    {
         output.push(format!(
             "{}: {} (health {}, restarts {}, image {})",
-            container.name, container.state.status, container.health.status, container.state.restart_count, container.image_reference
+            container.name,
+            container.state.status,
+            container.health.status,
+            container.state.restart_count,
+            container.image_reference
         ));
     }
     let verb = match action {

@@ -27,7 +27,11 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
     let service = service(environment, service_name.as_str())?;
     let host = app.hosts.get(environment.name.as_str()).await?;
     let containers = containers_of(&host, environment, service).await?;
-    let tail = input.action.args.integer("tail").and_then(|tail| usize::try_from(tail).ok());
+    let tail = input
+        .action
+        .args
+        .integer("tail")
+        .and_then(|tail| usize::try_from(tail).ok());
     let since = input
         .action
         .args
@@ -45,7 +49,11 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
             if grep.is_some_and(|needle| !line.text.contains(needle)) {
                 continue;
             }
-            let prefix = if containers.len() > 1 { format!("{} | ", container.name) } else { String::new() };
+            let prefix = if containers.len() > 1 {
+                format!("{} | ", container.name)
+            } else {
+                String::new()
+            };
             lines.push(format!("{prefix}{}", crate::secret::redact(&line.text)));
         }
     }
@@ -59,7 +67,10 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
             total - shown.len()
         ));
     }
-    Ok(StepOutcome { summary, output: shown })
+    Ok(StepOutcome {
+        summary,
+        output: shown,
+    })
 }
 
 /// Keeps the newest lines within the line and character limits.

@@ -24,7 +24,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn health(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, ExecError> {
     let environment = environment(input)?;
     let host = app.hosts.get(environment.name.as_str()).await?;
-    let mut rows = vec![format!("{:<10} {:<9} {:<10} {:>8}  {}", "service", "state", "health", "restarts", "endpoints")];
+    let mut rows = vec![format!(
+        "{:<10} {:<9} {:<10} {:>8}  {}",
+        "service", "state", "health", "restarts", "endpoints"
+    )];
     let mut unhealthy = 0;
     for service in environment.services.values() {
         let containers = host
@@ -36,35 +39,60 @@ pub async fn health(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome
         let endpoint_text = if endpoints.is_empty() {
             "—".to_string()
         } else {
-            endpoints.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join(" · ")
+            endpoints
+                .iter()
+                .map(|(_, text)| text.as_str())
+                .collect::<Vec<_>>()
+                .join(" · ")
         };
         if containers.is_empty() {
             unhealthy += 1;
-            rows.push(format!("{:<10} {:<9} {:<10} {:>8}  {}", service.name, "missing", "—", "—", endpoint_text));
+            rows.push(format!(
+                "{:<10} {:<9} {:<10} {:>8}  {}",
+                service.name, "missing", "—", "—", endpoint_text
+            ));
             continue;
         }
         for container in &containers {
-            let healthy = container.state.running && container.health.status.to_string() != "unhealthy" && endpoints_ok;
+            let healthy = container.state.running
+                && container.health.status.to_string() != "unhealthy"
+                && endpoints_ok;
             if !healthy {
                 unhealthy += 1;
             }
-            let name = if containers.len() > 1 { container.name.clone() } else { service.name.to_string() };
+            let name = if containers.len() > 1 {
+                container.name.clone()
+            } else {
+                service.name.to_string()
+            };
+            let health = if container.state.running {
+                container.health.status.to_string()
+            } else {
+                "—".to_string()
+            };
             rows.push(format!(
                 "{:<10} {:<9} {:<10} {:>8}  {}",
                 name,
                 container_state(container),
-                container.health.status.to_string(),
+                health,
                 container.state.restart_count,
                 endpoint_text
             ));
         }
     }
     let summary = if unhealthy == 0 {
-        format!("{}: all {} services healthy", environment.name, environment.services.len())
+        format!(
+            "{}: all {} services healthy",
+            environment.name,
+            environment.services.len()
+        )
     } else {
         format!("{}: {unhealthy} unhealthy", environment.name)
     };
-    Ok(StepOutcome { summary, output: rows })
+    Ok(StepOutcome {
+        summary,
+        output: rows,
+    })
 }
 
 fn container_state(container: &ContainerInfo) -> String {
@@ -108,7 +136,11 @@ pub async fn status(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome
     Ok(StepOutcome { summary, output })
 }
 
-async fn status_of(app: &App, environment: &Environment, now: DateTime<Utc>) -> Result<Vec<String>, ExecError> {
+async fn status_of(
+    app: &App,
+    environment: &Environment,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ExecError> {
     let env = environment.name.as_str();
     let mut lines = vec![format!("{env} (host {})", environment.host.name)];
     if let Some(holder) = app.store.lock_holder(env).await? {
@@ -137,8 +169,14 @@ async fn service_line(
     service: &crate::config::Service,
     now: DateTime<Utc>,
 ) -> Result<String, ExecError> {
-    let containers = host.find_containers(&selector(service)).await.unwrap_or_default();
-    let running = containers.iter().filter(|container| container.state.running).count();
+    let containers = host
+        .find_containers(&selector(service))
+        .await
+        .unwrap_or_default();
+    let running = containers
+        .iter()
+        .filter(|container| container.state.running)
+        .count();
     let image = containers
         .first()
         .map(|container| container.image_reference.clone())

@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use crate::catalog::SmokeCheck;
-use crate::config::{Environment, Service, Selector};
-use crate::docker::{ContainerInfo, DockerHost, HealthOutcome, Recreated, RegistryAuth, RunOnce, ServiceSelector};
+use crate::config::{Environment, Selector, Service};
+use crate::docker::{
+    ContainerInfo, DockerHost, HealthOutcome, Recreated, RegistryAuth, RunOnce, ServiceSelector,
+};
 use crate::duration::format_elapsed;
 use crate::exec::{Change, ExecError, OperationInput, Plan};
 use crate::probe;
@@ -43,7 +45,10 @@ pub fn environment<'a>(input: &OperationInput<'a>) -> Result<&'a Environment, Ex
 /// A service of the environment; catalog validation guarantees it exists.
 pub fn service<'a>(environment: &'a Environment, name: &str) -> Result<&'a Service, ExecError> {
     environment.services.get(name).ok_or_else(|| {
-        ExecError::Failed(format!("environment \"{}\" has no service \"{name}\"", environment.name))
+        ExecError::Failed(format!(
+            "environment \"{}\" has no service \"{name}\"",
+            environment.name
+        ))
     })
 }
 
@@ -59,7 +64,11 @@ pub fn selector(service: &Service) -> ServiceSelector {
 }
 
 /// A service's containers, or an error saying none were found.
-pub async fn containers_of(host: &DockerHost, environment: &Environment, service: &Service) -> Result<Vec<ContainerInfo>, ExecError> {
+pub async fn containers_of(
+    host: &DockerHost,
+    environment: &Environment,
+    service: &Service,
+) -> Result<Vec<ContainerInfo>, ExecError> {
     let selector = selector(service);
     let containers = host
         .find_containers(&selector)
@@ -80,16 +89,31 @@ pub fn image_for(service: &Service, tag: &str) -> Result<String, ExecError> {
         .image_template
         .as_ref()
         .map(|template| template.replace("{ref}", tag))
-        .ok_or_else(|| ExecError::Failed(format!("service \"{}\" has no image template", service.name)))
+        .ok_or_else(|| {
+            ExecError::Failed(format!(
+                "service \"{}\" has no image template",
+                service.name
+            ))
+        })
 }
 
 /// The change of one service to `to_image`, from what its containers run now.
-pub fn change_of(service: &Service, containers: &[ContainerInfo], to_image: String, note: Option<String>) -> Change {
+pub fn change_of(
+    service: &Service,
+    containers: &[ContainerInfo],
+    to_image: String,
+    note: Option<String>,
+) -> Change {
     let first = containers.first();
     Change {
         service: service.name.to_string(),
         from_image: first.map(|container| container.image_reference.clone()),
-        from_digest: first.map(|container| container.image_digest.clone().unwrap_or_else(|| container.image_id.clone())),
+        from_digest: first.map(|container| {
+            container
+                .image_digest
+                .clone()
+                .unwrap_or_else(|| container.image_id.clone())
+        }),
         to_image,
         replicas: containers.len(),
         note,
@@ -100,15 +124,26 @@ pub fn change_of(service: &Service, containers: &[ContainerInfo], to_image: Stri
 ///
 /// # Errors
 /// An unreachable host, or a service with no containers.
-pub async fn describe_resolve_images(app: &crate::app::App, input: &OperationInput<'_>, services: &[String], plan: &mut Plan) -> Result<(), ExecError> {
+pub async fn describe_resolve_images(
+    app: &crate::app::App,
+    input: &OperationInput<'_>,
+    services: &[String],
+    plan: &mut Plan,
+) -> Result<(), ExecError> {
     let environment = environment(input)?;
-    let git_ref = input.action.args.text("ref").unwrap_or_default().to_string();
+    let git_ref = input
+        .action
+        .args
+        .text("ref")
+        .unwrap_or_default()
+        .to_string();
     let host = app.hosts.get(environment.name.as_str()).await?;
     for name in services {
         let service = service(environment, name)?;
         let containers = containers_of(&host, environment, service).await?;
         let to_image = image_for(service, &git_ref)?;
-        plan.changes.push(change_of(service, &containers, to_image, None));
+        plan.changes
+            .push(change_of(service, &containers, to_image, None));
     }
     plan.git_ref = Some(git_ref);
     plan.steps.push("resolve the ref to images".to_string());
@@ -170,7 +205,9 @@ impl RunContext<'_> {
         for change in &mut self.plan.changes {
             let service = service(environment, &change.service)?;
             let containers = containers_of(&host, environment, service).await?;
-            let now_running = containers.first().map(|container| container.image_reference.clone());
+            let now_running = containers
+                .first()
+                .map(|container| container.image_reference.clone());
             if now_running != change.from_image {
                 output.push(format!(
                     "{}: runs {} now, not {} as planned; rollback returns to what runs now",
@@ -178,10 +215,21 @@ impl RunContext<'_> {
                     now_running.as_deref().unwrap_or("nothing"),
                     change.from_image.as_deref().unwrap_or("nothing"),
                 ));
-                *change = change_of(service, &containers, change.to_image.clone(), change.note.clone());
+                *change = change_of(
+                    service,
+                    &containers,
+                    change.to_image.clone(),
+                    change.note.clone(),
+                );
             }
         }
-        let summary = self.plan.changes.iter().map(Change::describe).collect::<Vec<_>>().join("; ");
+        let summary = self
+            .plan
+            .changes
+            .iter()
+            .map(Change::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
         Ok(StepOutcome { summary, output })
     }
 
@@ -202,7 +250,12 @@ impl RunContext<'_> {
     }
 
     /// `run_once`: a one-off container from the service's planned image.
-    pub async fn run_once(&mut self, service_name: &str, command: &[String], timeout: Option<Duration>) -> Result<StepOutcome, ExecError> {
+    pub async fn run_once(
+        &mut self,
+        service_name: &str,
+        command: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<StepOutcome, ExecError> {
         let environment = environment(self.input)?;
         let service = service(environment, service_name)?;
         let host = self.host().await?;
@@ -224,10 +277,22 @@ impl RunContext<'_> {
             })
             .await
             .map_err(|error| ExecError::Failed(error.to_string()))?;
-        let lines: Vec<String> = output.last_lines.iter().map(|line| crate::secret::redact(line)).collect();
+        let lines: Vec<String> = output
+            .last_lines
+            .iter()
+            .map(|line| crate::secret::redact(line))
+            .collect();
         if output.exit_code != 0 {
-            let replaced = if self.replaced.is_empty() { "; nothing was replaced" } else { "" };
-            let mut message = format!("`{}` exited {} in a one-off {service_name} container ({image}){replaced}", command.join(" "), output.exit_code);
+            let replaced = if self.replaced.is_empty() {
+                "; nothing was replaced"
+            } else {
+                ""
+            };
+            let mut message = format!(
+                "`{}` exited {} in a one-off {service_name} container ({image}){replaced}",
+                command.join(" "),
+                output.exit_code
+            );
             for line in &lines {
                 message.push('\n');
                 message.push_str(line);
@@ -251,10 +316,12 @@ impl RunContext<'_> {
             let containers = containers_of(&host, environment, service).await?;
             let replicas = containers.len();
             for (replica_idx, container) in containers.iter().enumerate() {
-                let recreated = host
-                    .recreate(container, &change.to_image)
-                    .await
-                    .map_err(|error| ExecError::Failed(format!("replacing {}: {error}", container.name)))?;
+                let recreated =
+                    host.recreate(container, &change.to_image)
+                        .await
+                        .map_err(|error| {
+                            ExecError::Failed(format!("replacing {}: {error}", container.name))
+                        })?;
                 let new_name = recreated.name.clone();
                 self.replaced.push(Replaced {
                     service: change.service.clone(),
@@ -264,14 +331,20 @@ impl RunContext<'_> {
                     wait_container_healthy(&host, &new_name, WAIT_HEALTHY_TIMEOUT).await?;
                 }
             }
-            parts.push(format!("{}: {replicas} container(s) on {}", change.service, change.to_image));
+            parts.push(format!(
+                "{}: {replicas} container(s) on {}",
+                change.service, change.to_image
+            ));
         }
         Ok(StepOutcome::summary(parts.join("; ")))
     }
 
     /// `wait_healthy`: every replaced container running and healthy, then
     /// every health endpoint of the changed services answering 2xx.
-    pub async fn wait_healthy(&mut self, timeout: Option<Duration>) -> Result<StepOutcome, ExecError> {
+    pub async fn wait_healthy(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<StepOutcome, ExecError> {
         let environment = environment(self.input)?;
         let host = self.host().await?;
         let limit = timeout.unwrap_or(WAIT_HEALTHY_TIMEOUT);
@@ -302,13 +375,20 @@ impl RunContext<'_> {
             let service = service(environment, &check.service)?;
             let base = service.url.as_deref().unwrap_or_default();
             let url = format!("{base}{}", check.path);
-            let result = probe::smoke(&url, check.status, check.contains.as_deref(), PROBE_TIMEOUT).await;
-            match result {
-                Ok(line) => output.push(format!("{} {}: {line}", check.service, check.path)),
-                Err(reason) => {
-                    return Err(ExecError::Failed(format!("smoke check {} {} failed: {reason}", check.service, check.path)));
-                }
+            let result =
+                probe::smoke(&url, check.status, check.contains.as_deref(), PROBE_TIMEOUT).await;
+            if let Some(reason) = result.failure {
+                return Err(ExecError::Failed(format!(
+                    "smoke check {} {} failed: {reason}",
+                    check.service, check.path
+                )));
             }
+            output.push(format!(
+                "{} {}: {}",
+                check.service,
+                check.path,
+                result.probe.describe()
+            ));
         }
         Ok(StepOutcome {
             summary: format!("{} check(s) passed", checks.len()),
@@ -320,10 +400,21 @@ impl RunContext<'_> {
     pub async fn record_release(&mut self) -> Result<StepOutcome, ExecError> {
         let environment = environment(self.input)?;
         let host = self.host().await?;
-        let kind = if self.input.spec.name.as_str() == "deploy" { "deploy" } else { "rollback" };
+        let kind = if self.input.spec.name.as_str() == "deploy" {
+            "deploy"
+        } else {
+            "rollback"
+        };
         let mut ids = Vec::new();
         for change in &self.plan.changes {
-            let digest_after = host.image_digest(&change.to_image).await.ok().flatten();
+            // Locally built images have no registry digest; their id pins
+            // them just as exactly.
+            let digest_after = host
+                .image_info(&change.to_image)
+                .await
+                .ok()
+                .flatten()
+                .map(|info| info.digest.unwrap_or(info.id));
             let release = NewRelease {
                 env: environment.name.to_string(),
                 service: change.service.clone(),
@@ -351,7 +442,10 @@ impl RunContext<'_> {
         };
         for replaced in self.replaced.drain(..) {
             if let Err(error) = replaced.recreated.commit(&host).await {
-                problems.push(format!("could not remove the previous {} container: {error}", replaced.service));
+                problems.push(format!(
+                    "could not remove the previous {} container: {error}",
+                    replaced.service
+                ));
             }
         }
         problems
@@ -368,10 +462,11 @@ impl RunContext<'_> {
                 .revert(&host)
                 .await
                 .map_err(|error| format!("restoring {}: {error}", replaced.recreated.name))?;
-            let health = wait_container_healthy(&host, &replaced.recreated.name, WAIT_HEALTHY_TIMEOUT)
-                .await
-                .map(|outcome| outcome.to_string())
-                .unwrap_or_else(|error| format!("not healthy: {error}"));
+            let health =
+                wait_container_healthy(&host, &replaced.recreated.name, WAIT_HEALTHY_TIMEOUT)
+                    .await
+                    .map(|outcome| outcome.to_string())
+                    .unwrap_or_else(|error| format!("not healthy: {error}"));
             let image = self
                 .plan
                 .changes
@@ -379,7 +474,10 @@ impl RunContext<'_> {
                 .find(|change| change.service == replaced.service)
                 .and_then(|change| change.from_image.clone())
                 .unwrap_or_default();
-            restored.push(format!("{} back on {image} ({health})", replaced.recreated.name));
+            restored.push(format!(
+                "{} back on {image} ({health})",
+                replaced.recreated.name
+            ));
         }
         Ok(restored.join("; "))
     }
@@ -407,14 +505,25 @@ fn registry_auth(environment: &Environment) -> Option<RegistryAuth> {
 
 /// Waits for one container; an unhealthy or exited one is an error with
 /// its exit code and last log lines.
-async fn wait_container_healthy(host: &DockerHost, container: &str, limit: Duration) -> Result<String, ExecError> {
+async fn wait_container_healthy(
+    host: &DockerHost,
+    container: &str,
+    limit: Duration,
+) -> Result<String, ExecError> {
     let outcome = host
         .wait_healthy(container, limit)
         .await
         .map_err(|error| ExecError::Failed(error.to_string()))?;
     match outcome {
-        HealthOutcome::Ready { elapsed, health } => Ok(format!("running, health {health}, after {}", format_elapsed(elapsed))),
-        HealthOutcome::Unhealthy { elapsed, last_output, last_lines } => Err(failure_with_lines(
+        HealthOutcome::Ready { elapsed, health } => Ok(format!(
+            "running, health {health}, after {}",
+            format_elapsed(elapsed)
+        )),
+        HealthOutcome::Unhealthy {
+            elapsed,
+            last_output,
+            last_lines,
+        } => Err(failure_with_lines(
             format!(
                 "{container} became unhealthy after {}: {}",
                 format_elapsed(elapsed),
@@ -422,18 +531,35 @@ async fn wait_container_healthy(host: &DockerHost, container: &str, limit: Durat
             ),
             &last_lines,
         )),
-        HealthOutcome::Exited { exit_code, oom_killed, last_lines } => Err(failure_with_lines(
+        HealthOutcome::Exited {
+            exit_code,
+            oom_killed,
+            last_lines,
+        } => Err(failure_with_lines(
             format!(
                 "{container} exited with code {}{}",
-                exit_code.map(|code| code.to_string()).unwrap_or_else(|| "?".to_string()),
-                if oom_killed { " (killed: out of memory)" } else { "" }
+                exit_code
+                    .map(|code| code.to_string())
+                    .unwrap_or_else(|| "?".to_string()),
+                if oom_killed {
+                    " (killed: out of memory)"
+                } else {
+                    ""
+                }
             ),
             &last_lines,
         )),
-        HealthOutcome::TimedOut { after, status, health, last_output } => Err(ExecError::Failed(format!(
+        HealthOutcome::TimedOut {
+            after,
+            status,
+            health,
+            last_output,
+        } => Err(ExecError::Failed(format!(
             "{container} not healthy within {}: {status}, health {health}{}",
             crate::duration::format_duration(after),
-            last_output.map(|output| format!(" ({})", output.trim())).unwrap_or_default()
+            last_output
+                .map(|output| format!(" ({})", output.trim()))
+                .unwrap_or_default()
         ))),
     }
 }
@@ -470,7 +596,7 @@ async fn wait_endpoints(service: &Service, limit: Duration) -> Result<Vec<String
                     result.describe()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(lines)
