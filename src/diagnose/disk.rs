@@ -95,10 +95,17 @@ async fn host_disk(
     probe: Option<&ContainerInfo>,
 ) -> Result<HostDisk, String> {
     let container = probe.ok_or("no running container to run df in")?;
-    let output = subject
+    let mut output = subject
         .exec(container, &["df", "-Pk", "/"])
         .await
         .map_err(|error| error.to_string())?;
+    // Images built from scratch with a bare busybox have no df link, only the applet.
+    if matches!(output.exit_code, 126 | 127) {
+        output = subject
+            .exec(container, &["busybox", "df", "-Pk", "/"])
+            .await
+            .map_err(|error| error.to_string())?;
+    }
     if output.exit_code != 0 {
         return Err(format!(
             "df exited with code {} in {}",

@@ -29,7 +29,10 @@ pub async fn check(subject: &Subject<'_>) -> Finding {
                 .insert(service.name.as_str());
         }
     }
-    let mut evidence = describe_networks(subject, &members).await;
+    let (mut evidence, (prober, resolved)) = tokio::join!(
+        describe_networks(subject, &members),
+        resolve_names(subject, &running)
+    );
     let mut problems: Vec<(String, &Service)> = Vec::new();
     let shared: BTreeSet<&str> = members
         .values()
@@ -47,7 +50,6 @@ pub async fn check(subject: &Subject<'_>) -> Finding {
             }
         }
     }
-    let (prober, resolved) = resolve_names(subject, &running).await;
     match prober {
         Some(prober) => {
             for (service, result) in resolved {
@@ -95,28 +97,26 @@ async fn describe_networks(
     subject: &Subject<'_>,
     members: &BTreeMap<&str, BTreeSet<&str>>,
 ) -> Vec<String> {
-    let inspected = subject.host.list_networks().await;
+    let inspected = join_all(members.keys().map(|network| subject.host.network(network))).await;
     members
         .iter()
-        .map(|(network, services)| {
-            let detail = match &inspected {
-                Ok(networks) => networks
-                    .iter()
-                    .find(|info| info.name == *network)
-                    .map(|info| {
-                        let names: Vec<&str> = info
-                            .containers
-                            .iter()
-                            .map(|member| member.name.as_str())
-                            .collect();
-                        format!(
-                            "{}, {} container(s): {}",
-                            info.driver,
-                            names.len(),
-                            names.join(", ")
-                        )
-                    })
-                    .unwrap_or_else(|| "not found by inspect".to_string()),
+        .zip(inspected)
+        .map(|((network, services), inspected)| {
+            let detail = match inspected {
+                Ok(Some(info)) => {
+                    let names: Vec<&str> = info
+                        .containers
+                        .iter()
+                        .map(|member| member.name.as_str())
+                        .collect();
+                    format!(
+                        "{}, {} container(s): {}",
+                        info.driver,
+                        names.len(),
+                        names.join(", ")
+                    )
+                }
+                Ok(None) => "not found by inspect".to_string(),
                 Err(error) => format!("not inspected: {error}"),
             };
             let services: Vec<&str> = services.iter().copied().collect();

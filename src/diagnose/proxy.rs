@@ -121,10 +121,22 @@ async fn config_test(subject: &Subject<'_>, container: &ContainerInfo) -> Result
     }
     let reason = text
         .lines()
-        .find(|line| line.contains("[emerg]") || line.contains("[alert]"))
-        .map(|line| line.trim().to_string())
+        .find_map(nginx_error)
         .unwrap_or_else(|| first_line(&output));
     Err(crate::secret::redact(&reason))
+}
+
+/// `[emerg] unknown directive "x" in /etc/nginx/nginx.conf:41` from an nginx error line,
+/// without the timestamp and process id nginx puts before it when it logs to stderr.
+fn nginx_error(line: &str) -> Option<String> {
+    let start = line.find("[emerg]").or_else(|| line.find("[alert]"))?;
+    let (level, rest) = line[start..].split_at(7);
+    let rest = rest.trim_start();
+    let rest = match rest.split_once(": ") {
+        Some((pid, message)) if pid.chars().all(|c| c.is_ascii_digit() || c == '#') => message,
+        _ => rest,
+    };
+    Some(format!("{level} {rest}"))
 }
 
 /// Requests the upstream's health endpoint from inside the proxy container.
@@ -247,4 +259,30 @@ fn inner_url(service: &Service, containers: &[ContainerInfo]) -> Result<String, 
     };
     let path = service.health.first().map(String::as_str).unwrap_or("/");
     Ok(format!("http://{host}:{port}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_errors_lose_their_timestamp_and_pid() {
+        let cases = [
+            (
+                "2026/11/28 13:31:26 [emerg] 56#56: unknown directive \"x\" in /etc/nginx/nginx.conf:41",
+                Some("[emerg] unknown directive \"x\" in /etc/nginx/nginx.conf:41"),
+            ),
+            (
+                "nginx: [emerg] unexpected end of file",
+                Some("[emerg] unexpected end of file"),
+            ),
+            (
+                "nginx: configuration file /etc/nginx/nginx.conf test failed",
+                None,
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(nginx_error(line).as_deref(), expected, "{line}");
+        }
+    }
 }

@@ -119,7 +119,8 @@ fn verdict(container: &ContainerInfo) -> Verdict {
 fn describe(container: &ContainerInfo) -> String {
     let state = &container.state;
     let mut parts = vec![describe_state(container)];
-    if container.health.status != HealthStatus::None {
+    // Docker keeps the last verdict of a stopped container's healthcheck; it says nothing.
+    if state.running && container.health.status != HealthStatus::None {
         parts.push(container.health.status.to_string());
     }
     parts.push(format!("{} restarts", state.restart_count));

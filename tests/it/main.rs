@@ -9,6 +9,7 @@ mod audit_chain;
 mod check;
 mod console;
 mod deploy;
+mod diagnose;
 mod docker_layer;
 mod peers;
 mod serve;
