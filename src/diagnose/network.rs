@@ -13,6 +13,8 @@ use super::{Check, Finding, Subject};
 
 /// How many containers are tried for `getent` before name resolution is left untested.
 const MAX_PROBERS: usize = 3;
+/// Docker's built-in networks, where containers do not find each other by name.
+const UNNAMED_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
 
 /// Networks, membership, and name resolution between services.
 pub async fn check(subject: &Subject<'_>) -> Finding {
@@ -35,16 +37,23 @@ pub async fn check(subject: &Subject<'_>) -> Finding {
     );
     let mut problems: Vec<(String, &Service)> = Vec::new();
     let shared: BTreeSet<&str> = members
-        .values()
-        .filter(|services| services.len() > 1)
-        .flatten()
-        .copied()
+        .iter()
+        .filter(|(network, services)| services.len() > 1 && !UNNAMED_NETWORKS.contains(network))
+        .flat_map(|(_, services)| services.iter().copied())
         .collect();
-    if running.len() > 1 {
+    let n_services = running
+        .iter()
+        .map(|(service, _)| service.name.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
+    if n_services > 1 {
         for (service, container) in &running {
             if !shared.contains(service.name.as_str()) {
                 problems.push((
-                    format!("{} shares no network with another service", container.name),
+                    format!(
+                        "{} shares no network with another service where names resolve (the default bridge does not)",
+                        container.name
+                    ),
                     service,
                 ));
             }
@@ -158,13 +167,26 @@ async fn resolve_names<'s>(
             .is_some_and(|(service, _)| tried_services.insert(service.name.as_str()))
     });
     candidates.truncate(MAX_PROBERS);
-    let mut names: Vec<&'s Service> = Vec::new();
+    let mut services: Vec<&'s Service> = Vec::new();
     for (service, _) in running {
-        if !names.iter().any(|known| known.name == service.name) {
-            names.push(service);
+        if !services.iter().any(|known| known.name == service.name) {
+            services.push(service);
         }
     }
     for prober in candidates {
+        let prober_service = running
+            .iter()
+            .find(|(_, candidate)| candidate.id == prober.id)
+            .map(|(service, _)| service.name.as_str());
+        // Its own name tells nothing; the others' names are what its connections use.
+        let names: Vec<&'s Service> = services
+            .iter()
+            .copied()
+            .filter(|service| Some(service.name.as_str()) != prober_service)
+            .collect();
+        if names.is_empty() {
+            return (Some(prober.name.clone()), Vec::new());
+        }
         let lookups = join_all(names.iter().map(|service| async move {
             let name = dns_name(service);
             (

@@ -11,5 +11,6 @@ mod console;
 mod deploy;
 mod diagnose;
 mod docker_layer;
+mod pagerduty;
 mod peers;
 mod serve;
