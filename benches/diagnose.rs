@@ -64,9 +64,13 @@ async fn bench() {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let config = config(folder.path(), &spec.project, front_port);
     let environment = config.environment("bench").expect("the bench environment");
-    let store = Store::open("sqlite::memory:")
-        .await
-        .expect("an in-memory store");
+    // A file, not `sqlite::memory:`: every pooled connection would get its own empty
+    // in-memory database.
+    let store_url = format!(
+        "sqlite://{}?mode=rwc",
+        folder.path().join("bench.db").display()
+    );
+    let store = Store::open(&store_url).await.expect("a store");
 
     let mut parallel = Vec::new();
     let mut one_by_one = Vec::new();

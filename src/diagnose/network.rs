@@ -80,9 +80,9 @@ pub async fn check(subject: &Subject<'_>) -> Finding {
                 }
             }
         }
-        None => {
-            evidence.push("name resolution not tested: no running container has getent".to_string())
-        }
+        None => evidence.push(
+            "name resolution not tested: no running container has getent or busybox".to_string(),
+        ),
     }
     let finding = match problems.first() {
         None => Finding::ok(
@@ -184,41 +184,33 @@ async fn resolve_names<'s>(
             .copied()
             .filter(|service| Some(service.name.as_str()) != prober_service)
             .collect();
-        if names.is_empty() {
+        let Some((first, rest)) = names.split_first() else {
             return (Some(prober.name.clone()), Vec::new());
-        }
-        let lookups = join_all(names.iter().map(|service| async move {
-            let name = dns_name(service);
-            (
-                *service,
-                subject.exec(prober, &["getent", "hosts", &name]).await,
+        };
+        for resolver in [Resolver::Getent, Resolver::BusyboxNslookup] {
+            // One lookup tells whether this container has the tool; then all the others.
+            let first_lookup = resolver.lookup(subject, prober, first).await;
+            if first_lookup.is_none() {
+                continue;
+            }
+            let others = join_all(
+                rest.iter()
+                    .map(|service| resolver.lookup(subject, prober, service)),
             )
-        }))
-        .await;
-        // The runtime answers 126 or 127 when the image has no getent: try the next one.
-        let has_getent = lookups.iter().any(
-            |(_, lookup)| matches!(lookup, Ok(output) if !matches!(output.exit_code, 126 | 127)),
-        );
-        if !has_getent {
-            continue;
+            .await;
+            let results = std::iter::once((*first, first_lookup))
+                .chain(rest.iter().copied().zip(others))
+                .map(|(service, lookup)| {
+                    let result = lookup
+                        .unwrap_or_else(|| Err(format!("{} stopped working", resolver.name())));
+                    (service, result)
+                })
+                .collect();
+            return (
+                Some(format!("{} ({})", prober.name, resolver.name())),
+                results,
+            );
         }
-        let results = lookups
-            .into_iter()
-            .map(|(service, lookup)| {
-                let result = match lookup {
-                    Ok(output) if output.exit_code == 0 => Ok(output
-                        .stdout_text()
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()),
-                    Ok(output) => Err(format!("getent exited with code {}", output.exit_code)),
-                    Err(error) => Err(error.to_string()),
-                };
-                (service, result)
-            })
-            .collect();
-        return (Some(prober.name.clone()), results);
     }
     (None, Vec::new())
 }
@@ -229,5 +221,82 @@ fn dns_name(service: &Service) -> String {
     match &service.selector {
         Selector::Compose { service, .. } => service.clone(),
         Selector::Container(name) => name.clone(),
+    }
+}
+
+/// A way to resolve a name from inside a container.
+#[derive(Debug, Clone, Copy)]
+enum Resolver {
+    /// `getent hosts NAME` (glibc images).
+    Getent,
+    /// `busybox nslookup NAME` (busybox images without getent).
+    BusyboxNslookup,
+}
+
+impl Resolver {
+    fn name(self) -> &'static str {
+        match self {
+            Resolver::Getent => "getent",
+            Resolver::BusyboxNslookup => "nslookup",
+        }
+    }
+
+    /// The address `service` resolves to, or why not; `None` when the container lacks
+    /// the tool (the runtime answers 126 or 127) or the exec failed.
+    async fn lookup(
+        self,
+        subject: &Subject<'_>,
+        prober: &ContainerInfo,
+        service: &Service,
+    ) -> Option<Result<String, String>> {
+        let name = dns_name(service);
+        let cmd: [&str; 3] = match self {
+            Resolver::Getent => ["getent", "hosts", &name],
+            Resolver::BusyboxNslookup => ["busybox", "nslookup", &name],
+        };
+        let output = subject.exec(prober, &cmd).await.ok()?;
+        if matches!(output.exit_code, 126 | 127) {
+            return None;
+        }
+        let stdout = output.stdout_text();
+        let address = match self {
+            Resolver::Getent => stdout.split_whitespace().next().map(str::to_string),
+            Resolver::BusyboxNslookup => nslookup_address(&stdout),
+        };
+        Some(match (output.exit_code, address) {
+            (0, Some(address)) => Ok(address),
+            (code, _) => Err(format!("{} exited with code {code}", self.name())),
+        })
+    }
+}
+
+/// The first address after the `Name:` line of busybox nslookup's answer (the lines
+/// before it are the DNS server's own address).
+fn nslookup_address(output: &str) -> Option<String> {
+    let mut answer = output
+        .lines()
+        .skip_while(|line| !line.trim_start().starts_with("Name:"));
+    answer.next()?;
+    answer
+        .find(|line| line.trim_start().starts_with("Address"))
+        .and_then(|line| line.split_once(':'))
+        .and_then(|(_, address)| address.split_whitespace().next())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nslookup_answers_give_the_address_after_the_name() {
+        let busybox = "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\nNon-authoritative answer:\nName:\tapi\nAddress: 172.20.0.5\n";
+        assert_eq!(nslookup_address(busybox).as_deref(), Some("172.20.0.5"));
+        let older = "Server:    127.0.0.11\nAddress 1: 127.0.0.11\n\nName:      api\nAddress 1: 172.20.0.5 api.net\n";
+        assert_eq!(nslookup_address(older).as_deref(), Some("172.20.0.5"));
+        assert_eq!(
+            nslookup_address("** server can't find api: NXDOMAIN\n"),
+            None
+        );
     }
 }

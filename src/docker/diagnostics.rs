@@ -218,6 +218,10 @@ impl DockerHost {
     ///
     /// Connection and API failures.
     pub async fn disk_usage(&self) -> Result<DiskUsage, DockerError> {
+        // Asking an older engine for totals it cannot give costs a full `system df`.
+        if !self.api_at_least(1, 52) {
+            return self.disk_usage_from_lists().await;
+        }
         let reported = self
             .call_within(
                 "reading disk usage",
@@ -229,6 +233,17 @@ impl DockerHost {
             return Ok(usage);
         }
         self.disk_usage_from_lists().await
+    }
+
+    /// Whether the negotiated API version is at least `major.minor`.
+    fn api_at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self.api_version().split('.').map(str::parse::<u32>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(have_major)), Some(Ok(have_minor))) => {
+                (have_major, have_minor) >= (major, minor)
+            }
+            _ => false,
+        }
     }
 
     async fn disk_usage_from_lists(&self) -> Result<DiskUsage, DockerError> {

@@ -159,7 +159,7 @@ impl DockerHost {
                 created: DateTime::from_timestamp(image.created, 0),
             })
             .collect();
-        dangling.sort_by(|left, right| right.size_bytes.cmp(&left.size_bytes));
+        dangling.sort_by_key(|image| std::cmp::Reverse(image.size_bytes));
         Ok(dangling)
     }
 

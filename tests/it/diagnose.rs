@@ -650,7 +650,7 @@ async fn the_demo_stack_gets_a_full_report_and_fix_it_commands_run_under_policy(
     };
     let plan = deckhand::chat::text::render(&dry_run);
     assert!(
-        plan.contains(&format!("remove 1 stopped container(s) of staging (")),
+        plan.contains("remove 1 stopped container(s) of staging ("),
         "{plan}"
     );
     assert!(plan.contains(&format!("{leftover} (exited")), "{plan}");
