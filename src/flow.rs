@@ -398,7 +398,8 @@ async fn load_for_approval(
     Ok((operation, approvals))
 }
 
-fn view<'a>(
+/// What policy needs of a stored operation and its approvals.
+pub fn approval_view<'a>(
     operation: &'a OperationRecord,
     approvals: &'a [policy::ApprovalRecord],
 ) -> ApprovalView<'a> {
@@ -430,7 +431,7 @@ pub async fn approve(
     let now = app.now();
     let hash = presented_hash.unwrap_or(&operation.params_hash).to_string();
     if let Err(error) = policy::check_approval(
-        &view(&operation, &approvals),
+        &approval_view(&operation, &approvals),
         sender.user.as_ref(),
         &hash,
         now,
@@ -453,7 +454,7 @@ pub async fn approve(
             return Feedback::refused(format!("cannot read #{op_id}'s approvals: {error}"));
         }
     };
-    let current = view(&operation, &approvals);
+    let current = approval_view(&operation, &approvals);
     let (have, need) = (current.count(), current.needed);
     audit_operation(
         app,
@@ -495,11 +496,14 @@ pub async fn reject(app: &Arc<App>, sender: &Sender, op_id: i64) -> Feedback {
         Err(feedback) => return feedback,
     };
     let now = app.now();
-    let refusal =
-        match policy::check_rejection(&view(&operation, &approvals), sender.user.as_ref(), now) {
-            Ok(refusal) => refusal,
-            Err(error) => return Feedback::refused(error.to_string()),
-        };
+    let refusal = match policy::check_rejection(
+        &approval_view(&operation, &approvals),
+        sender.user.as_ref(),
+        now,
+    ) {
+        Ok(refusal) => refusal,
+        Err(error) => return Feedback::refused(error.to_string()),
+    };
     let name = sender.name();
     let (state, event, text) = match refusal {
         Refusal::Rejected => (
@@ -538,7 +542,7 @@ pub async fn withdraw(app: &Arc<App>, sender: &Sender, op_id: i64) -> Feedback {
     let Some(user) = &sender.user else {
         return Feedback::refused(format!("you have no approval of #{op_id} to withdraw"));
     };
-    if let Err(error) = policy::check_withdrawal(&view(&operation, &approvals), user) {
+    if let Err(error) = policy::check_withdrawal(&approval_view(&operation, &approvals), user) {
         return Feedback::refused(error.to_string());
     }
     match app
@@ -630,7 +634,7 @@ pub async fn recover_interrupted(app: &App) {
         };
         for operation in operations {
             let steps = app.store.steps(operation.id).await.unwrap_or_default();
-            let outcome = match steps
+            let mut outcome = match steps
                 .iter()
                 .rev()
                 .find(|step| step.state == "running")
@@ -643,6 +647,19 @@ pub async fn recover_interrupted(app: &App) {
                 ),
                 None => "Deckhand stopped before it started; request it again".to_string(),
             };
+            if state == OpState::Running
+                && let Some(environment) = operation
+                    .env
+                    .as_deref()
+                    .and_then(|env| app.config.environment(env))
+            {
+                let settled =
+                    exec::settle_leftovers(app, environment, &Plan::from_json(&operation.plan))
+                        .await;
+                if !settled.is_empty() {
+                    outcome.push_str(&format!("; {}", settled.join("; ")));
+                }
+            }
             if let Ok(true) = app
                 .store
                 .transition(

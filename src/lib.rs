@@ -2,7 +2,7 @@
 //!
 //! A request flows one way through these modules:
 //!
-//! - `chat` — adapters (console; Slack and Discord later) turn platform
+//! - `chat` — adapters (console, Discord in `chat::discord`; Slack) turn platform
 //!   events into a neutral `Request` and render neutral `Reply`s back.
 //! - `parse` — `Request` text → `Action`, checked against the `catalog`
 //!   (commands/*.toml) and `config` (config/deckhand.toml).

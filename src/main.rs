@@ -106,6 +106,8 @@ fn init_tracing(command: &Command) {
         Command::Serve(_) => "info",
         _ => "warn",
     };
+    // Serenity narrates every gateway step at info; its warnings suffice.
+    let default = format!("{default},serenity=warn");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -204,6 +206,13 @@ async fn demo(path: &Path, user: &str, down: bool) -> anyhow::Result<ExitCode> {
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let app = open(path).await?;
     flow::start_background(&app).await;
+    let discord = match &app.config.discord {
+        Some(settings) => {
+            let options = chat::discord::Options::from_env(settings)?;
+            Some(chat::discord::start(&app, options).await?)
+        }
+        None => None,
+    };
     let (stop_listener, listener_stopped) = tokio::sync::oneshot::channel::<()>();
     let listener_task = match app.config.listen {
         Some(address) => {
@@ -221,6 +230,9 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                     Arc::clone(&app),
                     connection,
                 ));
+            }
+            if let Some(discord) = &discord {
+                router = router.merge(chat::discord::routes(discord));
             }
             let shutdown = async move {
                 let _ = listener_stopped.await;

@@ -10,7 +10,7 @@ use crate::catalog::CommandSpec;
 use crate::chat::{Button, ButtonAction, Reply, StepLine, StepStatus, Tone};
 use crate::duration::format_elapsed;
 use crate::exec::Plan;
-use crate::policy::{ApprovalRecord, ApprovalView, OpState};
+use crate::policy::{ApprovalRecord, OpState};
 use crate::store::{IncidentRecord, OperationRecord, StepRecord};
 
 /// Everything the message shows.
@@ -169,16 +169,7 @@ fn status(view: &OperationView<'_>) -> String {
     let outcome = operation.outcome.clone().unwrap_or_default();
     match operation.state {
         OpState::Pending => {
-            let approval = ApprovalView {
-                op_id: operation.id,
-                state: operation.state,
-                requester: &operation.requester,
-                params_hash: &operation.params_hash,
-                expires_at: operation.expires_at,
-                needed: operation.approvals_needed,
-                approver_roles: &operation.approver_roles,
-                approvals: view.approvals,
-            };
+            let approval = crate::flow::approval_view(operation, view.approvals);
             let roles: Vec<&str> = operation
                 .approver_roles
                 .iter()

@@ -37,8 +37,8 @@ pub fn decision_for(app: &App, emoji: &str) -> Option<Decision> {
 }
 
 /// The character of a Slack emoji name, for the names people choose for
-/// approvals.
-fn emoji_character(name: &str) -> Option<&'static str> {
+/// approvals (Discord reacts with the character).
+pub fn emoji_character(name: &str) -> Option<&'static str> {
     Some(match name {
         "white_check_mark" => "✅",
         "heavy_check_mark" => "✔️",

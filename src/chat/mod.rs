@@ -5,6 +5,7 @@
 
 pub mod approval;
 pub mod console;
+pub mod discord;
 pub mod progress;
 pub mod text;
 

@@ -205,6 +205,50 @@ pub struct Environment {
     /// Only dangling images with this label (`key` or `key=value`) are removed by
     /// `/cleanup`; all of the host's when `None`.
     pub cleanup_image_label: Option<String>,
+    /// Where `/rotate` finds each secret.
+    pub rotation: Rotation,
+}
+
+/// Where each rotatable secret lives in an environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// The JWT signing secret.
+    pub jwt: Option<EnvSecret>,
+    /// The database password.
+    pub db_password: Option<DbPassword>,
+    /// The TLS certificate.
+    pub ssl: Option<TlsRotation>,
+}
+
+/// A secret held in an environment variable of a service's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSecret {
+    /// The service.
+    pub service: ServiceName,
+    /// The variable.
+    pub env: String,
+}
+
+/// The database password and its consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbPassword {
+    /// The PostgreSQL service.
+    pub database: ServiceName,
+    /// The consumer and its connection URL variable.
+    pub consumer: EnvSecret,
+}
+
+/// The certificate a proxy serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRotation {
+    /// The proxy service.
+    pub service: ServiceName,
+    /// Folder of `cert.pem` and `key.pem` in its container.
+    pub dir: String,
+    /// Common name of new certificates.
+    pub common_name: String,
+    /// Validity of new certificates, in days.
+    pub days: u32,
 }
 
 /// Names of the environment variables that hold registry credentials.
@@ -839,6 +883,7 @@ fn check_environments(
             },
         };
         let services = check_services(source, &key, raw_environment, problems);
+        let rotation = check_rotation(source, &key, &raw_environment.rotation, &services, problems);
         let audit_channels = check_audit_channels(source, &key, raw_environment, problems);
         let cleanup_image_label = raw_environment
             .cleanup
@@ -879,11 +924,123 @@ fn check_environments(
                     services,
                     diagnose,
                     cleanup_image_label,
+                    rotation,
                 },
             );
         }
     }
     environments
+}
+
+fn check_rotation(
+    source: &Source,
+    env_key: &KeyPath,
+    raw: &raw::RawRotation,
+    services: &BTreeMap<ServiceName, Service>,
+    problems: &mut Problems,
+) -> Rotation {
+    let key = env_key.key("rotation");
+    let known = join_names(services.keys().map(ServiceName::as_str));
+    let mut service = |path: KeyPath, name: &str| -> Option<ServiceName> {
+        match services.get(name) {
+            Some(service) => Some(service.name.clone()),
+            None => {
+                problems.0.push(source.problem(
+                    &path,
+                    format!("no service named \"{name}\" here (defined: {known})"),
+                ));
+                None
+            }
+        }
+    };
+    let jwt = raw.jwt.as_ref().and_then(|jwt| {
+        Some(EnvSecret {
+            service: service(key.key("jwt").key("service"), &jwt.service)?,
+            env: jwt.env.clone(),
+        })
+    });
+    let db_password = raw.db_password.as_ref().and_then(|db| {
+        let database = service(key.key("db-password").key("database"), &db.database);
+        let consumer = service(key.key("db-password").key("service"), &db.service);
+        Some(DbPassword {
+            database: database?,
+            consumer: EnvSecret {
+                service: consumer?,
+                env: db.env.clone(),
+            },
+        })
+    });
+    let ssl = raw.ssl.as_ref().and_then(|ssl| {
+        Some(TlsRotation {
+            service: service(key.key("ssl").key("service"), &ssl.service)?,
+            dir: ssl
+                .dir
+                .clone()
+                .unwrap_or_else(|| "/etc/nginx/ssl".to_string()),
+            common_name: ssl
+                .common_name
+                .clone()
+                .unwrap_or_else(|| "localhost".to_string()),
+            days: ssl.days.unwrap_or(90),
+        })
+    });
+    let env_names = [
+        raw.jwt.as_ref().map(|jwt| ("jwt", jwt.env.as_str())),
+        raw.db_password
+            .as_ref()
+            .map(|db| ("db-password", db.env.as_str())),
+    ];
+    for (secret, name) in env_names.into_iter().flatten() {
+        let plain = !name.is_empty()
+            && name.chars().all(|character| {
+                character.is_ascii_uppercase() || character.is_ascii_digit() || character == '_'
+            });
+        if !plain {
+            problems.0.push(source.problem(
+                &key.key(secret).key("env"),
+                format!("\"{name}\" is not an environment variable name (upper-case letters, digits and _)"),
+            ));
+        }
+    }
+    if let Some(db) = &db_password
+        && services
+            .get(db.database.as_str())
+            .and_then(|service| service.database.as_ref())
+            .is_none()
+    {
+        problems.0.push(source.problem(
+            &key.key("db-password").key("database"),
+            format!(
+                "service \"{}\" is not a postgres service with a database",
+                db.database
+            ),
+        ));
+    }
+    if let Some(ssl) = &ssl {
+        let safe = |text: &str, extra: &[char]| {
+            !text.is_empty()
+                && text.chars().all(|character| {
+                    character.is_ascii_alphanumeric() || extra.contains(&character)
+                })
+        };
+        if !ssl.dir.starts_with('/') || !safe(&ssl.dir, &['/', '.', '_', '-']) {
+            problems.0.push(source.problem(
+                &key.key("ssl").key("dir"),
+                format!("\"{}\" is not an absolute plain path", ssl.dir),
+            ));
+        }
+        if !safe(&ssl.common_name, &['.', '-']) {
+            problems.0.push(source.problem(
+                &key.key("ssl").key("common_name"),
+                format!("\"{}\" is not a host name", ssl.common_name),
+            ));
+        }
+    }
+    Rotation {
+        jwt,
+        db_password,
+        ssl,
+    }
 }
 
 fn check_audit_channels(
@@ -997,6 +1154,17 @@ fn check_services(
                 ServiceKind::Other
             }
         };
+        if let Some(database) = &raw_service.database
+            && !is_sql_identifier(&database.user)
+        {
+            problems.0.push(source.problem(
+                &key.key("database").key("user"),
+                format!(
+                    "\"{}\" is not a plain database user name (lower-case letters, digits and _)",
+                    database.user
+                ),
+            ));
+        }
         if kind == ServiceKind::Postgres && raw_service.database.is_none() {
             problems.0.push(source.problem(
                 &key,
@@ -1028,6 +1196,17 @@ fn check_services(
         }
     }
     services
+}
+
+/// Whether a name can stand in SQL unquoted: lower-case letters, digits and
+/// `_`, not starting with a digit.
+pub fn is_sql_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == '_')
+        && name.chars().all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_'
+        })
 }
 
 /// Joins names for "defined: a, b" lists; says "none" for an empty list.

@@ -230,6 +230,59 @@ pub struct RawEnvironment {
     pub diagnose: Option<RawDiagnose>,
     /// What `/cleanup` may remove besides the environment's stopped containers.
     pub cleanup: Option<RawCleanup>,
+    /// Where `/rotate` finds each secret.
+    #[serde(default)]
+    pub rotation: RawRotation,
+}
+
+/// `[environments.NAME.rotation]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotation {
+    /// The JWT signing secret: an environment variable of a service.
+    pub jwt: Option<RawEnvSecret>,
+    /// The database password: the database service, and the consumer whose
+    /// connection URL holds it.
+    #[serde(rename = "db-password")]
+    pub db_password: Option<RawDbPassword>,
+    /// The TLS certificate a proxy serves.
+    pub ssl: Option<RawTlsRotation>,
+}
+
+/// `rotation.jwt`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvSecret {
+    /// The service whose containers read it.
+    pub service: String,
+    /// The environment variable.
+    pub env: String,
+}
+
+/// `rotation.db-password`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDbPassword {
+    /// The PostgreSQL service.
+    pub database: String,
+    /// The service that connects to it.
+    pub service: String,
+    /// The consumer's variable holding `postgres://user:password@…`.
+    pub env: String,
+}
+
+/// `rotation.ssl`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsRotation {
+    /// The proxy service serving the certificate (nginx).
+    pub service: String,
+    /// Folder of `cert.pem` and `key.pem` in its container; default `/etc/nginx/ssl`.
+    pub dir: Option<String>,
+    /// The certificate's common name; default `localhost`.
+    pub common_name: Option<String>,
+    /// Validity in days; default 90.
+    pub days: Option<u32>,
 }
 
 /// `[environments.NAME.cleanup]`.

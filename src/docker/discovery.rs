@@ -200,6 +200,26 @@ impl DockerHost {
         Ok(leftovers)
     }
 
+    /// A container's environment variables, as `NAME` → value. They may hold
+    /// secrets: callers wrap what they keep in `Secret` and never log it.
+    ///
+    /// # Errors
+    ///
+    /// When the container cannot be inspected.
+    pub async fn env_of(&self, container: &str) -> Result<BTreeMap<String, String>, DockerError> {
+        let raw = self.inspect_raw(container).await?;
+        Ok(raw
+            .config
+            .and_then(|config| config.env)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|pair| {
+                pair.split_once('=')
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+            })
+            .collect())
+    }
+
     /// Inspects one container by name or id.
     ///
     /// # Errors

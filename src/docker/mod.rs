@@ -43,7 +43,7 @@ pub use host::{ApiTime, DockerHost, HostSpec, TlsFiles};
 pub use image::{ImageInfo, PullOutcome, RegistryAuth};
 pub use logs::{LogLine, LogQuery, LogStream};
 pub use prune::{ContainerScope, DanglingImage, StoppedContainer};
-pub use recreate::Recreated;
+pub use recreate::{LeftoverOutcome, Recreated};
 pub use run_once::{RunOnce, RunOutput};
 
 /// Label docker-compose puts on every container it manages, naming the project.

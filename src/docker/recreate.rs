@@ -75,7 +75,72 @@ impl Recreated {
     }
 }
 
+/// What recovery did with a replacement an interrupted run left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftoverOutcome {
+    /// The new container runs healthy: it stays, the old one is removed.
+    KeptNew {
+        /// The container's name.
+        name: String,
+    },
+    /// The new container was missing or not healthy: the old one is back.
+    RestoredOld {
+        /// The container's name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for LeftoverOutcome {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftoverOutcome::KeptNew { name } => {
+                write!(formatter, "{name} kept on the new version")
+            }
+            LeftoverOutcome::RestoredOld { name } => {
+                write!(formatter, "{name} restored to the previous version")
+            }
+        }
+    }
+}
+
 impl DockerHost {
+    /// Settles a replacement an interrupted run left behind (`<name>.deckhand-old`),
+    /// so the service runs either the new version or the old one, never neither: a
+    /// new container that becomes healthy within `limit` stays, otherwise the old one
+    /// comes back.
+    ///
+    /// # Errors
+    ///
+    /// Connection and API failures.
+    pub async fn settle_leftover(
+        &self,
+        leftover: &ContainerInfo,
+        limit: Duration,
+    ) -> Result<LeftoverOutcome, DockerError> {
+        let name = leftover
+            .name
+            .strip_suffix(OLD_CONTAINER_SUFFIX)
+            .unwrap_or(&leftover.name)
+            .to_string();
+        let current = match self.inspect(&name).await {
+            Ok(current) => Some(current),
+            Err(DockerError::ContainerNotFound { .. }) => None,
+            Err(other) => return Err(other),
+        };
+        if let Some(current) = &current
+            && self.wait_healthy(&current.id, limit).await?.is_ready()
+        {
+            self.remove(&leftover.id).await?;
+            return Ok(LeftoverOutcome::KeptNew { name });
+        }
+        if let Some(current) = current {
+            self.remove(&current.id).await?;
+        }
+        self.rename(&leftover.id, &name).await?;
+        self.start(&leftover.id).await?;
+        Ok(LeftoverOutcome::RestoredOld { name })
+    }
+
     /// Replaces `old` with a container from `new_image` that keeps everything else: env,
     /// explicit cmd and entrypoint, mounts and volumes, networks with aliases, published
     /// ports, labels (compose's included), restart policy, healthcheck, user and working
@@ -91,6 +156,22 @@ impl DockerHost {
         &self,
         old: &ContainerInfo,
         new_image: &str,
+    ) -> Result<Recreated, DockerError> {
+        self.recreate_with_env(old, new_image, &[]).await
+    }
+
+    /// Like [`DockerHost::recreate`], with some environment variables set to
+    /// new values (a rotated secret): each `NAME` given replaces or adds
+    /// `NAME=value`, everything else is kept. The values never reach logs.
+    ///
+    /// # Errors
+    ///
+    /// As [`DockerHost::recreate`].
+    pub async fn recreate_with_env(
+        &self,
+        old: &ContainerInfo,
+        new_image: &str,
+        env_overrides: &[(String, String)],
     ) -> Result<Recreated, DockerError> {
         let started = Instant::now();
         let raw = self.inspect_raw(&old.id).await?;
@@ -121,7 +202,8 @@ impl DockerHost {
             .image_config(raw.image.as_deref().unwrap_or_default())
             .await?;
         let plan = network_plan(&raw);
-        let body = replacement_body(&raw, &old_image_config, new_image, &plan);
+        let mut body = replacement_body(&raw, &old_image_config, new_image, &plan);
+        apply_env_overrides(&mut body, env_overrides);
         let old_was_running = old.state.running;
         let stop_grace = raw
             .config
@@ -326,6 +408,19 @@ struct Progress {
 
 /// The create request for the replacement: the old container's explicit config on the new
 /// image, its host config, and its primary network.
+/// Replaces or adds `NAME=value` for each override.
+fn apply_env_overrides(body: &mut ContainerCreateBody, overrides: &[(String, String)]) {
+    if overrides.is_empty() {
+        return;
+    }
+    let env = body.env.get_or_insert_with(Vec::new);
+    for (name, value) in overrides {
+        let prefix = format!("{name}=");
+        env.retain(|pair| !pair.starts_with(&prefix));
+        env.push(format!("{name}={value}"));
+    }
+}
+
 /// docker-compose decides whether a container matches its file by the
 /// `config-hash` label. A container now running another image no longer
 /// matches the file, so its hash must not claim to: it is marked, and the

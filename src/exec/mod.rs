@@ -24,6 +24,7 @@ use crate::policy::OpState;
 use crate::store::{Hold, HoldKind, OperationRecord, StoreError};
 
 pub use plan::{Change, Plan};
+pub use steps::settle_leftovers;
 
 /// Why an operation (or its planning) failed. Every message is fit for
 /// chat: it names what failed and never holds a secret.

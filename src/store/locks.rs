@@ -169,7 +169,9 @@ impl Store {
             return Ok(Some(existing));
         }
         let inserted = sqlx::query(
-            "INSERT INTO environment_holds (env, kind, holder, reason, op_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (env) DO NOTHING",
+            "INSERT INTO environment_holds (env, kind, holder, reason, op_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (env) DO UPDATE SET kind = $2, holder = $3, reason = $4, op_id = $5, created_at = $6, expires_at = $7 \
+             WHERE environment_holds.expires_at IS NOT NULL AND environment_holds.expires_at <= $8",
         )
         .bind(&hold.env)
         .bind(hold.kind.as_str())
@@ -178,6 +180,7 @@ impl Store {
         .bind(hold.op_id)
         .bind(to_text(hold.created_at))
         .bind(hold.expires_at.map(to_text))
+        .bind(to_text(now))
         .execute(&self.pool)
         .await
         .map_err(query_error("placing a hold"))?;
@@ -188,16 +191,18 @@ impl Store {
         }
     }
 
-    /// The hold on an environment, if any; a lapsed hold is removed first.
+    /// The hold on an environment, if any and not lapsed. Lapsed holds are
+    /// left for `drop_lapsed_holds`, whose caller audits each lapse.
     ///
     /// # Errors
     /// When the store cannot be reached.
     pub async fn hold(&self, env: &str, now: DateTime<Utc>) -> Result<Option<Hold>, StoreError> {
-        self.drop_lapsed_holds(now).await?;
         let row = sqlx::query(
-            "SELECT env, kind, holder, reason, op_id, created_at, expires_at FROM environment_holds WHERE env = $1",
+            "SELECT env, kind, holder, reason, op_id, created_at, expires_at FROM environment_holds \
+             WHERE env = $1 AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(env)
+        .bind(to_text(now))
         .fetch_optional(&self.pool)
         .await
         .map_err(query_error("reading a hold"))?;
@@ -209,10 +214,11 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
-        self.drop_lapsed_holds(now).await?;
         let rows = sqlx::query(
-            "SELECT env, kind, holder, reason, op_id, created_at, expires_at FROM environment_holds ORDER BY env",
+            "SELECT env, kind, holder, reason, op_id, created_at, expires_at FROM environment_holds \
+             WHERE expires_at IS NULL OR expires_at > $1 ORDER BY env",
         )
+        .bind(to_text(now))
         .fetch_all(&self.pool)
         .await
         .map_err(query_error("reading holds"))?;
@@ -230,8 +236,9 @@ impl Store {
     ) -> Result<Option<Hold>, StoreError> {
         let existing = self.hold(env, now).await?;
         if existing.is_some() {
-            sqlx::query("DELETE FROM environment_holds WHERE env = $1")
+            sqlx::query("DELETE FROM environment_holds WHERE env = $1 AND (expires_at IS NULL OR expires_at > $2)")
                 .bind(env)
+                .bind(to_text(now))
                 .execute(&self.pool)
                 .await
                 .map_err(query_error("releasing a hold"))?;

@@ -3,23 +3,12 @@
 
 use std::time::Duration;
 
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::flow::{self, Sender};
 use deckhand::names::Platform;
 use deckhand::policy::OpState;
 
-use crate::support::workspace::{CommandsCopy, Workspace};
-
-fn console_request(user: &str, text: &str) -> Request {
-    Request {
-        platform: Platform::Console,
-        user_id: user.to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    }
-}
+use crate::support::workspace::{CommandsCopy, Workspace, console_request};
 
 fn refusal_text(answer: &Answer) -> String {
     match answer {
@@ -235,4 +224,47 @@ async fn rejected_requests_are_audited_without_an_operation() {
     assert_eq!(entries[0].entry.event, "refused");
     assert_eq!(entries[0].entry.actor, "console:mallory");
     assert_eq!(entries[0].entry.command, "deploy");
+}
+
+#[tokio::test]
+async fn a_hold_lapses_at_its_expiry_and_the_lapse_is_audited() {
+    let workspace = Workspace::shipped();
+    let app = workspace.app().await;
+    flow::start_background(&app).await;
+    let answer = flow::handle_request(
+        &app,
+        console_request("alice", "/lock staging \"short freeze\" --for 1s"),
+    )
+    .await;
+    assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
+    app.wait_idle().await;
+    eventually("the hold to lapse", || async {
+        app.store
+            .hold("staging", app.now())
+            .await
+            .expect("hold")
+            .is_none()
+    })
+    .await;
+    eventually("the lapse to be audited", || async {
+        app.store
+            .audit_entries(Some("staging"), 20)
+            .await
+            .expect("audit")
+            .iter()
+            .any(|entry| {
+                entry.entry.event == "hold-lapsed" && entry.entry.detail.contains("short freeze")
+            })
+    })
+    .await;
+    let answer = flow::handle_request(
+        &app,
+        console_request("alice", "/lock staging \"next freeze\""),
+    )
+    .await;
+    assert!(
+        matches!(answer, Answer::Accepted { .. }),
+        "a lapsed hold no longer blocks: {answer:?}"
+    );
+    app.wait_idle().await;
 }

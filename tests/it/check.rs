@@ -33,7 +33,7 @@ fn broken_config_lists_every_problem_with_file_and_line() {
     assert_eq!(
         stdout(&output),
         format!(
-            "{config}:71: unknown field `tls_verify`, expected one of `docker`, `tls`, `timeout`\n1 problem(s) found\n"
+            "{config}:78: unknown field `tls_verify`, expected one of `docker`, `tls`, `timeout`\n1 problem(s) found\n"
         )
     );
     assert_eq!(output.status.code(), Some(1));
@@ -54,8 +54,8 @@ fn broken_config_lists_every_problem_with_file_and_line() {
     assert_eq!(
         stdout(&output),
         format!(
-            "{config}:64: users[4].roles[0]: no role named \"developer\" (defined: dba, deployers, developers, oncall)\n\
-             {config}:78: environments.staging: environment \"staging\" has no Docker host; add host = \"NAME\" (defined: local)\n\
+            "{config}:71: users[5].roles[0]: no role named \"developer\" (defined: dba, deployers, developers, oncall)\n\
+             {config}:85: environments.staging: environment \"staging\" has no Docker host; add host = \"NAME\" (defined: local)\n\
              2 problem(s) found\n"
         )
     );

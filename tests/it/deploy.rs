@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use deckhand::chat::{Answer, Request};
+use deckhand::chat::Answer;
 use deckhand::flow;
-use deckhand::names::Platform;
 use deckhand::policy::OpState;
 
 use crate::support::demo::DemoEnv;
 use crate::support::docker::eventually;
-use crate::support::workspace::stdout;
+use crate::support::workspace::{console_request, stdout};
 
 /// Runs a console script as `user` and returns what it printed.
 fn console(demo: &DemoEnv, user: &str, script: &str) -> String {
@@ -317,15 +316,7 @@ async fn failed_deploys_change_nothing_or_roll_back_by_themselves() {
 async fn a_second_mutating_request_while_a_deploy_runs_is_busy() {
     let demo = DemoEnv::start("second_request_busy").await;
     let app = demo.app().await;
-    let request = |user: &str, text: &str| Request {
-        platform: Platform::Console,
-        user_id: user.to_string(),
-        channel: "console".to_string(),
-        text: text.to_string(),
-        delivery_id: None,
-        groups: Vec::new(),
-    };
-    let first = flow::handle_request(&app, request("alice", "/deploy staging v2")).await;
+    let first = flow::handle_request(&app, console_request("alice", "/deploy staging v2")).await;
     let Answer::Accepted { op_id } = first else {
         panic!("{first:?}")
     };
@@ -335,7 +326,8 @@ async fn a_second_mutating_request_while_a_deploy_runs_is_busy() {
         || async { app.store.lock_holder("staging").await.ok().flatten() },
     )
     .await;
-    let second = flow::handle_request(&app, request("bob", "/deploy staging develop")).await;
+    let second =
+        flow::handle_request(&app, console_request("bob", "/deploy staging develop")).await;
     let Answer::Private(reply) = second else {
         panic!("{second:?}")
     };
@@ -493,4 +485,209 @@ async fn the_database_is_backed_up_rolled_back_and_restored() {
 async fn reqwest_get(url: &str) -> String {
     let result = deckhand::probe::probe(url, Duration::from_secs(5)).await;
     format!("{:?} {}", result.status, result.body_excerpt)
+}
+
+#[tokio::test]
+async fn a_replicated_service_is_replaced_one_replica_at_a_time() {
+    let commands = crate::support::workspace::CommandsCopy::edited("deploy.toml", |text| {
+        text.replace(
+            "  { service = \"backend\", path = \"/health\", status = 200, contains = \"ok\" },\n",
+            "",
+        )
+    });
+    let commands_dir = commands.path().display().to_string();
+    let demo = DemoEnv::start_custom(
+        "replicated_service",
+        |stack| {
+            let backend = stack.services.iter_mut().find(|service| service.name == "backend").expect("backend");
+            backend.replicas = 2;
+            backend.ports.clear();
+        },
+        |text| {
+            let shipped = crate::support::workspace::repo_root().join("commands").display().to_string();
+            text.replace(&shipped, &commands_dir).replacen(
+                "image = \"deckhand-demo/tasktracker-backend:{ref}\"\nurl = \"http://127.0.0.1:13000\"\nhealth = [\"/health\", \"/health/ready\", \"/health/live\"]",
+                "image = \"deckhand-demo/tasktracker-backend:{ref}\"",
+                1,
+            )
+        },
+    )
+    .await;
+    let text = console(
+        &demo,
+        "alice",
+        "/deploy staging v2 --dry-run\n/deploy staging v2\n",
+    );
+    assert!(text.contains("(2 replicas, one at a time)"), "{text}");
+    let message = last_message(&text, newest_op(&text));
+    assert!(message.contains("✅ Deploy #"), "{message}");
+    assert!(
+        message.contains("backend: 2 container(s) on deckhand-demo/tasktracker-backend:v2"),
+        "{message}"
+    );
+    let selector = deckhand::docker::ServiceSelector::Compose {
+        project: demo.project().to_string(),
+        service: "backend".to_string(),
+    };
+    let containers = demo.host.find_containers(&selector).await.expect("lists");
+    assert_eq!(containers.len(), 2);
+    assert!(containers.iter().all(|container| container.image_reference
+        == "deckhand-demo/tasktracker-backend:v2"
+        && container.state.running));
+    let nginx = deckhand::probe::probe(
+        &format!("{}/health", demo.staging_url(18080)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        nginx.is_success(),
+        "nginx still reaches the backend: {}",
+        nginx.describe()
+    );
+}
+
+/// Leaves the store as a crash during a deploy's recreate step would: the
+/// operation running, its step journaled, its lock held.
+async fn crashed_deploy(app: &deckhand::app::App) -> i64 {
+    let plan = deckhand::exec::Plan {
+        changes: vec![deckhand::exec::Change {
+            service: "backend".to_string(),
+            from_image: Some("deckhand-demo/tasktracker-backend:v1".to_string()),
+            from_digest: None,
+            to_image: "deckhand-demo/tasktracker-backend:v2".to_string(),
+            replicas: 1,
+            note: None,
+        }],
+        ..Default::default()
+    };
+    let now = app.now();
+    let op_id = app
+        .store
+        .insert_operation(&deckhand::store::NewOperation {
+            command: "deploy".to_string(),
+            env: Some("staging".to_string()),
+            command_line: "/deploy staging v2".to_string(),
+            params_hash: "h".to_string(),
+            plan: plan.to_json(),
+            requester: "alice".to_string(),
+            platform: deckhand::names::Platform::Console,
+            channel: "console".to_string(),
+            state: OpState::Running,
+            approvals_needed: 0,
+            approver_roles: Vec::new(),
+            created_at: now,
+            expires_at: None,
+        })
+        .await
+        .expect("operation");
+    app.store
+        .start_step(op_id, 3, "recreate", "recreate", now)
+        .await
+        .expect("journal");
+    assert_eq!(
+        app.store
+            .try_lock("staging", op_id, "deploy", "alice", now)
+            .await
+            .expect("lock"),
+        None
+    );
+    op_id
+}
+
+#[tokio::test]
+async fn after_a_crash_each_service_runs_the_old_or_the_new_version_never_neither() {
+    let demo = DemoEnv::start("crash_recovery").await;
+    let app = demo.workspace.app().await;
+    let selector = deckhand::docker::ServiceSelector::Compose {
+        project: demo.project().to_string(),
+        service: "backend".to_string(),
+    };
+
+    // Replaced but not committed: the new container is healthy, so it stays.
+    let old = demo
+        .host
+        .find_containers(&selector)
+        .await
+        .expect("lists")
+        .remove(0);
+    demo.host
+        .recreate(&old, "deckhand-demo/tasktracker-backend:v2")
+        .await
+        .expect("recreates");
+    let op_id = crashed_deploy(&app).await;
+    flow::recover_interrupted(&app).await;
+    let operation = app
+        .store
+        .operation(op_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(operation.state, OpState::Interrupted);
+    let outcome = operation.outcome.unwrap_or_default();
+    assert!(
+        outcome.starts_with("Deckhand stopped during step 4 (recreate)"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("kept on the new version"), "{outcome}");
+    assert_eq!(
+        app.store.lock_holder("staging").await.expect("lock"),
+        None,
+        "the lock is released"
+    );
+    assert!(
+        demo.host
+            .find_leftovers(&selector)
+            .await
+            .expect("lists")
+            .is_empty()
+    );
+    assert!(backend_version(&demo).await.contains("v2"));
+
+    // Stopped and set aside, but the new container never started: the old one returns.
+    let current = demo
+        .host
+        .find_containers(&selector)
+        .await
+        .expect("lists")
+        .remove(0);
+    let recreated = demo
+        .host
+        .recreate(&current, "deckhand-demo/tasktracker-backend:v1")
+        .await
+        .expect("recreates");
+    demo.host
+        .remove(&recreated.new_id)
+        .await
+        .expect("removes the new container");
+    let op_id = crashed_deploy(&app).await;
+    flow::recover_interrupted(&app).await;
+    let outcome = app
+        .store
+        .operation(op_id)
+        .await
+        .expect("read")
+        .expect("exists")
+        .outcome
+        .unwrap_or_default();
+    assert!(
+        outcome.contains("restored to the previous version"),
+        "{outcome}"
+    );
+    eventually(
+        "the previous backend to serve again",
+        Duration::from_secs(60),
+        || async { backend_version(&demo).await.contains("v2").then_some(()) },
+    )
+    .await;
+    let entries = app
+        .store
+        .audit_entries(Some("staging"), 10)
+        .await
+        .expect("audit");
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry.entry.op_id == op_id && entry.entry.outcome == "interrupted"),
+        "audited"
+    );
 }

@@ -56,6 +56,38 @@ async fn target<'a>(
     })
 }
 
+/// Runs a PostgreSQL client program in the database container as the
+/// configured user, against the configured database.
+async fn run_client(
+    target: &Target<'_>,
+    program: &str,
+    extra: &[&str],
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<crate::docker::ExecOutput, ExecError> {
+    let mut cmd = vec![
+        program.to_string(),
+        "-U".to_string(),
+        target.database.user.clone(),
+        "-d".to_string(),
+        target.database.name.clone(),
+    ];
+    cmd.extend(extra.iter().map(|argument| argument.to_string()));
+    target
+        .host
+        .exec(
+            &target.container.id,
+            Exec {
+                cmd,
+                env: Vec::new(),
+                stdin,
+                timeout,
+            },
+        )
+        .await
+        .map_err(|error| ExecError::Failed(error.to_string()))
+}
+
 fn backup_dir(environment: &Environment) -> Result<&str, ExecError> {
     environment.backup_dir.as_deref().ok_or_else(|| {
         ExecError::Failed(format!(
@@ -90,28 +122,14 @@ pub async fn backup(
 ) -> Result<StepOutcome, ExecError> {
     let target = target(app, input, service_name).await?;
     let folder = backup_dir(target.environment)?;
-    let dump = target
-        .host
-        .exec(
-            &target.container.id,
-            Exec {
-                cmd: vec![
-                    "pg_dump".into(),
-                    "-U".into(),
-                    target.database.user.clone(),
-                    "-d".into(),
-                    target.database.name.clone(),
-                    "--clean".into(),
-                    "--if-exists".into(),
-                    "--no-owner".into(),
-                ],
-                env: Vec::new(),
-                stdin: None,
-                timeout: DUMP_TIMEOUT,
-            },
-        )
-        .await
-        .map_err(|error| ExecError::Failed(error.to_string()))?;
+    let dump = run_client(
+        &target,
+        "pg_dump",
+        &["--clean", "--if-exists", "--no-owner"],
+        None,
+        DUMP_TIMEOUT,
+    )
+    .await?;
     if dump.exit_code != 0 {
         return Err(ExecError::Failed(format!(
             "pg_dump exited {}: {}",
@@ -219,28 +237,14 @@ pub async fn restore(
             "{service_name} did not come back after the restart: {outcome:?}"
         )));
     }
-    let loaded = target
-        .host
-        .exec(
-            &target.container.id,
-            Exec {
-                cmd: vec![
-                    "psql".into(),
-                    "-U".into(),
-                    target.database.user.clone(),
-                    "-d".into(),
-                    target.database.name.clone(),
-                    "-v".into(),
-                    "ON_ERROR_STOP=1".into(),
-                    "-q".into(),
-                ],
-                env: Vec::new(),
-                stdin: Some(dump.clone()),
-                timeout: DUMP_TIMEOUT,
-            },
-        )
-        .await
-        .map_err(|error| ExecError::Failed(error.to_string()))?;
+    let loaded = run_client(
+        &target,
+        "psql",
+        &["-v", "ON_ERROR_STOP=1", "-q"],
+        Some(dump.clone()),
+        DUMP_TIMEOUT,
+    )
+    .await?;
     if loaded.exit_code != 0 {
         return Err(ExecError::Failed(format!(
             "loading {backup} failed (psql exited {}): {}",
@@ -266,27 +270,7 @@ pub async fn check(
 ) -> Result<StepOutcome, ExecError> {
     let target = target(app, input, service_name).await?;
     let started = std::time::Instant::now();
-    let answer = target
-        .host
-        .exec(
-            &target.container.id,
-            Exec {
-                cmd: vec![
-                    "psql".into(),
-                    "-U".into(),
-                    target.database.user.clone(),
-                    "-d".into(),
-                    target.database.name.clone(),
-                    "-tAc".into(),
-                    "SELECT 1".into(),
-                ],
-                env: Vec::new(),
-                stdin: None,
-                timeout: CHECK_TIMEOUT,
-            },
-        )
-        .await
-        .map_err(|error| ExecError::Failed(error.to_string()))?;
+    let answer = run_client(&target, "psql", &["-tAc", "SELECT 1"], None, CHECK_TIMEOUT).await?;
     if answer.exit_code != 0 || answer.stdout_text().trim() != "1" {
         return Err(ExecError::Failed(format!(
             "SELECT 1 failed: {}",

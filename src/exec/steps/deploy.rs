@@ -52,6 +52,19 @@ pub fn service<'a>(environment: &'a Environment, name: &str) -> Result<&'a Servi
     })
 }
 
+/// The `service` argument of a request, resolved in its environment.
+pub fn service_arg<'a>(
+    input: &OperationInput<'a>,
+) -> Result<(&'a Environment, &'a Service), ExecError> {
+    let environment = environment(input)?;
+    let name = input
+        .action
+        .args
+        .service("service")
+        .ok_or_else(|| ExecError::Failed("name a service".to_string()))?;
+    Ok((environment, service(environment, name.as_str())?))
+}
+
 /// How the Docker layer finds a service's containers.
 pub fn selector(service: &Service) -> ServiceSelector {
     match &service.selector {
@@ -505,7 +518,7 @@ fn registry_auth(environment: &Environment) -> Option<RegistryAuth> {
 
 /// Waits for one container; an unhealthy or exited one is an error with
 /// its exit code and last log lines.
-async fn wait_container_healthy(
+pub(super) async fn wait_container_healthy(
     host: &DockerHost,
     container: &str,
     limit: Duration,
@@ -574,7 +587,10 @@ fn failure_with_lines(message: String, lines: &[String]) -> ExecError {
 }
 
 /// Polls a service's health endpoints until each answers 2xx.
-async fn wait_endpoints(service: &Service, limit: Duration) -> Result<Vec<String>, ExecError> {
+pub(super) async fn wait_endpoints(
+    service: &Service,
+    limit: Duration,
+) -> Result<Vec<String>, ExecError> {
     let Some(base) = &service.url else {
         return Ok(Vec::new());
     };
@@ -600,4 +616,45 @@ async fn wait_endpoints(service: &Service, limit: Duration) -> Result<Vec<String
         }
     }
     Ok(lines)
+}
+
+/// After a crash: settles the replacements an interrupted operation left
+/// behind in its environment, so each service runs either the new or the
+/// previous version. Returns one line per container settled, or why not.
+pub async fn settle_leftovers(
+    app: &crate::app::App,
+    environment: &Environment,
+    plan: &Plan,
+) -> Vec<String> {
+    let host = match app.hosts.get(environment.name.as_str()).await {
+        Ok(host) => host,
+        Err(error) => {
+            return vec![format!(
+                "could not check for unfinished replacements: {error}"
+            )];
+        }
+    };
+    let mut lines = Vec::new();
+    for change in &plan.changes {
+        let Some(service) = environment.services.get(change.service.as_str()) else {
+            continue;
+        };
+        let leftovers = match host.find_leftovers(&selector(service)).await {
+            Ok(leftovers) => leftovers,
+            Err(error) => {
+                lines.push(format!("could not check {}: {error}", service.name));
+                continue;
+            }
+        };
+        for leftover in leftovers {
+            match host
+                .settle_leftover(&leftover, Duration::from_secs(60))
+                .await
+            {
+                Ok(outcome) => lines.push(outcome.to_string()),
+                Err(error) => lines.push(format!("could not settle {}: {error}", leftover.name)),
+            }
+        }
+    }
+    lines
 }

@@ -6,7 +6,7 @@ use crate::docker::LogQuery;
 use crate::exec::{ExecError, OperationInput};
 
 use super::StepOutcome;
-use super::deploy::{containers_of, environment, service};
+use super::deploy::{containers_of, service_arg};
 
 /// Most lines shown in chat.
 const MAX_LINES: usize = 60;
@@ -18,13 +18,8 @@ const MAX_CHARS: usize = 3500;
 /// # Errors
 /// An unreachable host or a service without containers.
 pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, ExecError> {
-    let environment = environment(input)?;
-    let service_name = input
-        .action
-        .args
-        .service("service")
-        .ok_or_else(|| ExecError::Failed("name a service".to_string()))?;
-    let service = service(environment, service_name.as_str())?;
+    let (environment, service) = service_arg(input)?;
+    let service_name = &service.name;
     let host = app.hosts.get(environment.name.as_str()).await?;
     let containers = containers_of(&host, environment, service).await?;
     let tail = input

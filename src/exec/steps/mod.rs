@@ -14,6 +14,7 @@ mod logs;
 mod redis;
 mod report;
 mod rollback;
+mod rotate;
 mod service;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::policy::OpState;
 use crate::store::OperationRecord;
 
 use deploy::Replaced;
+pub use deploy::settle_leftovers;
 
 /// What a step reports: one summary line, and output lines (report rows,
 /// the tail of a failed migration) shown in the message or its thread.
@@ -118,11 +120,7 @@ impl<'a> RunContext<'a> {
             Step::PruneContainers {} => cleanup::prune_containers(app, input).await,
             Step::PruneImages {} => cleanup::prune_images(app, input).await,
             Step::FlushRedis { service } => redis::flush(app, input, service).await,
-            Step::Rotate {} => Err(ExecError::Failed(format!(
-                "/{} is declared but this version of Deckhand cannot run its {} step yet; nothing was changed",
-                input.spec.name,
-                step.kind()
-            ))),
+            Step::Rotate {} => self.rotate().await,
         }
     }
 
@@ -216,6 +214,7 @@ pub async fn describe(
             database::describe_restore(app, input, service, plan).await?
         }
         Step::ServiceAction {} => service::describe(input, plan),
+        Step::Rotate {} => rotate::describe(input, plan)?,
         Step::Lock {} => holds::describe_lock(input, plan),
         Step::Unlock {} => holds::describe_unlock(app, input, plan).await?,
         Step::HoldLock {} => holds::describe_hold_after_rollback(input, plan),

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::exec::{ExecError, OperationInput, Plan};
 
 use super::StepOutcome;
-use super::deploy::{containers_of, environment, service};
+use super::deploy::{containers_of, service_arg};
 
 /// Plan line for a service action.
 pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) {
@@ -27,13 +27,8 @@ pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) {
 /// # Errors
 /// An unreachable host, no containers, or a Docker failure.
 pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, ExecError> {
-    let environment = environment(input)?;
-    let service_name = input
-        .action
-        .args
-        .service("service")
-        .ok_or_else(|| ExecError::Failed("name a service".to_string()))?;
-    let service = service(environment, service_name.as_str())?;
+    let (environment, service) = service_arg(input)?;
+    let service_name = &service.name;
     let action = input.action.args.text("action").unwrap_or("status");
     let host = app.hosts.get(environment.name.as_str()).await?;
     let containers = containers_of(&host, environment, service).await?;

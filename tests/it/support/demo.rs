@@ -61,10 +61,30 @@ impl DemoEnv {
         DemoEnv::start_full(test_name, with_production, BringUp::Api, edit).await
     }
 
+    /// Staging only, with the stack changed by `change_stack` (say, more
+    /// replicas) and the config text by `edit`.
+    pub async fn start_custom(
+        test_name: &str,
+        change_stack: impl FnOnce(&mut StackSpec),
+        edit: impl FnOnce(String) -> String,
+    ) -> DemoEnv {
+        DemoEnv::start_inner(test_name, false, BringUp::Api, change_stack, edit).await
+    }
+
     async fn start_full(
         test_name: &str,
         with_production: bool,
         bring_up: BringUp,
+        edit: impl FnOnce(String) -> String,
+    ) -> DemoEnv {
+        DemoEnv::start_inner(test_name, with_production, bring_up, |_| {}, edit).await
+    }
+
+    async fn start_inner(
+        test_name: &str,
+        with_production: bool,
+        bring_up: BringUp,
+        change_stack: impl FnOnce(&mut StackSpec),
         edit: impl FnOnce(String) -> String,
     ) -> DemoEnv {
         demo_images().await;
@@ -72,7 +92,8 @@ impl DemoEnv {
             .await
             .expect("the local dockerd answers");
         let run = format!("{}-{}", std::process::id(), unique_number());
-        let base = StackSpec::demo(repo_root().join("docker/compose.yml"));
+        let mut base = StackSpec::demo(repo_root().join("docker/compose.yml"));
+        change_stack(&mut base);
         let mut shipped = vec![(base.clone(), 0u16, "deckhand-demo")];
         if with_production {
             shipped.push((base, PRODUCTION_PORT_OFFSET, "deckhand-prod"));

@@ -120,3 +120,15 @@ impl CommandsCopy {
         })
     }
 }
+
+/// A slash command typed in the console by `user`.
+pub fn console_request(user: &str, text: &str) -> deckhand::chat::Request {
+    deckhand::chat::Request {
+        platform: deckhand::names::Platform::Console,
+        user_id: user.to_string(),
+        channel: "console".to_string(),
+        text: text.to_string(),
+        delivery_id: None,
+        groups: Vec::new(),
+    }
+}
