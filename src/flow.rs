@@ -21,6 +21,12 @@ use crate::parse::{ParseError, parse_action};
 use crate::policy::{self, ApprovalView, OpState, Refusal};
 use crate::store::{NewOperation, OperationRecord};
 
+mod incident;
+
+pub use incident::{
+    IncidentError, NewIncident, PAGERDUTY_REQUESTER, open_incident, update_incident,
+};
+
 /// Who sent something, as far as config knows them.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -334,11 +340,12 @@ pub async fn publish_operation(app: &App, op_id: i64) {
         };
         let steps = app.store.steps(op_id).await?;
         let approvals = app.store.approvals(op_id).await?;
-        Ok::<_, crate::store::StoreError>(Some((operation, steps, approvals)))
+        let incident = app.store.incident_of_operation(op_id).await?;
+        Ok::<_, crate::store::StoreError>(Some((operation, steps, approvals, incident)))
     }
     .await;
     match loaded {
-        Ok(Some((operation, steps, approvals))) => {
+        Ok(Some((operation, steps, approvals, incident))) => {
             let spec = app.catalog.get(&operation.command);
             let reply = message::operation_reply(&message::OperationView {
                 operation: &operation,
@@ -346,6 +353,7 @@ pub async fn publish_operation(app: &App, op_id: i64) {
                 plan: &Plan::from_json(&operation.plan),
                 steps: &steps,
                 approvals: &approvals,
+                incident: incident.as_ref(),
             });
             app.outbox.send(Outbound::Operation {
                 op_id,

@@ -15,6 +15,9 @@
 //!
 //! - `docker` — the Docker Engine layer through bollard (the only module
 //!   naming bollard); `probe` — HTTP probes and smoke checks.
+//! - `diagnose` — the runbook's "Common Issues" checks behind `/diagnose`;
+//!   `pagerduty` — incidents from PagerDuty webhooks answered with a
+//!   diagnostic report, and notes back on the incident.
 //!
 //! Supporting modules: `names` (typed names), `problem` (file:line problems),
 //! `duration`, `secret`.
@@ -25,6 +28,7 @@ pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod demo;
+pub mod diagnose;
 pub mod docker;
 pub mod duration;
 pub mod exec;
@@ -33,6 +37,7 @@ pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod names;
+pub mod pagerduty;
 pub mod parse;
 pub mod policy;
 pub mod probe;

@@ -229,6 +229,13 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             if let Some(slack) = &slack {
                 router = router.merge(slack.routes());
             }
+            if let Some(settings) = &app.config.pagerduty {
+                let connection = deckhand::pagerduty::Connection::from_env(settings)?;
+                router = router.merge(deckhand::http::pagerduty::router(
+                    Arc::clone(&app),
+                    connection,
+                ));
+            }
             if let Some(discord) = &discord {
                 router = router.merge(chat::discord::routes(discord));
             }

@@ -1,7 +1,8 @@
 //! The one message that shows an operation, built as a neutral `Reply`
 //! from its stored state: title, state line, plan, approvals, steps with
-//! status and duration, result. Pure, so every state's text is tested; the
-//! adapters render it for their platforms.
+//! status and duration, result, and for a diagnosis that answers a PagerDuty
+//! incident, the incident's header (title, status, link). Pure, so every
+//! state's text is tested; the adapters render it for their platforms.
 
 use chrono::{DateTime, Utc};
 
@@ -10,7 +11,7 @@ use crate::chat::{Button, ButtonAction, Reply, StepLine, StepStatus, Tone};
 use crate::duration::format_elapsed;
 use crate::exec::Plan;
 use crate::policy::{ApprovalRecord, OpState};
-use crate::store::{OperationRecord, StepRecord};
+use crate::store::{IncidentRecord, OperationRecord, StepRecord};
 
 /// Everything the message shows.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct OperationView<'a> {
     pub steps: &'a [StepRecord],
     /// Its approvals.
     pub approvals: &'a [ApprovalRecord],
+    /// The PagerDuty incident it answers, if any.
+    pub incident: Option<&'a IncidentRecord>,
 }
 
 /// The operation's message.
@@ -57,6 +60,9 @@ pub fn operation_reply(view: &OperationView<'_>) -> Reply {
     } else if let Some(failed) = view.steps.iter().find(|step| step.state == "failed") {
         reply.lines = failed.detail.lines().skip(1).map(str::to_string).collect();
     }
+    if let Some(incident) = view.incident {
+        show_incident(&mut reply, incident);
+    }
     if operation.state == OpState::Pending {
         reply.buttons = vec![
             Button {
@@ -75,6 +81,33 @@ pub fn operation_reply(view: &OperationView<'_>) -> Reply {
         ];
     }
     reply
+}
+
+/// Puts the incident in the header: its number, status and title lead, the
+/// link and the diagnosis follow as the first fields. Acknowledging or
+/// resolving the incident changes only this header.
+fn show_incident(reply: &mut Reply, incident: &IncidentRecord) {
+    let (mark, status) = match (incident.status.as_str(), &incident.status_by) {
+        ("resolved", Some(by)) => ("✅", format!("resolved by {by}")),
+        ("acknowledged", Some(by)) => ("👀", format!("acknowledged by {by}")),
+        ("resolved", None) => ("✅", "resolved".to_string()),
+        (other, _) => ("🚨", other.to_string()),
+    };
+    let number = incident
+        .number
+        .map(|number| format!(" #{number}"))
+        .unwrap_or_default();
+    let diagnosis = std::mem::replace(
+        &mut reply.title,
+        format!("{mark} Incident{number} · {status} · {}", incident.title),
+    );
+    reply.fields.splice(
+        0..0,
+        [
+            ("incident".to_string(), incident.html_url.clone()),
+            ("diagnosis".to_string(), diagnosis),
+        ],
+    );
 }
 
 /// The plan of a dry run, for the requester only.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::config::{Config, join_names};
+use crate::config::{Config, ServiceKind, join_names};
 use crate::duration::parse_duration;
 use crate::names::{CommandName, EnvName, RoleName, is_plain_name};
 use crate::problem::{KeyPath, Problem, Problems, Source};
@@ -913,6 +913,12 @@ fn check_step_services(
                 {
                     Some(format!(
                         "service \"{service}\" of environment \"{}\" is not a postgres service with a database",
+                        environment.name
+                    ))
+                }
+                Step::FlushRedis { .. } if service_spec.kind != ServiceKind::Redis => {
+                    Some(format!(
+                        "service \"{service}\" of environment \"{}\" is not a redis service",
                         environment.name
                     ))
                 }

@@ -95,6 +95,17 @@ pub enum Step {
     Diagnose {},
     /// Rotates the secret named by the `secret` argument.
     Rotate {},
+    /// Removes the environment's stopped containers (never running ones, never
+    /// volumes); the plan lists them with their sizes.
+    PruneContainers {},
+    /// Removes dangling images no container uses and no recorded release
+    /// needs; the plan lists them with their sizes.
+    PruneImages {},
+    /// `FLUSHALL` in the Redis service: clears every cache.
+    FlushRedis {
+        /// The Redis service.
+        service: String,
+    },
 }
 
 /// One smoke-check request.
@@ -160,6 +171,9 @@ impl Step {
             Step::Unlock {} => "unlock",
             Step::Diagnose {} => "diagnose",
             Step::Rotate {} => "rotate",
+            Step::PruneContainers {} => "prune_containers",
+            Step::PruneImages {} => "prune_images",
+            Step::FlushRedis { .. } => "flush_redis",
         }
     }
 
@@ -178,6 +192,9 @@ impl Step {
             Step::BackupDatabase { .. } => "back up database".to_string(),
             Step::RestoreDatabase { .. } => "restore database".to_string(),
             Step::CheckDatabase { .. } => "check database".to_string(),
+            Step::PruneContainers {} => "remove stopped containers".to_string(),
+            Step::PruneImages {} => "remove dangling images".to_string(),
+            Step::FlushRedis { .. } => "flush redis".to_string(),
             other => other.kind().replace('_', " "),
         }
     }
@@ -197,6 +214,9 @@ impl Step {
                 | Step::Lock {}
                 | Step::Unlock {}
                 | Step::Rotate {}
+                | Step::PruneContainers {}
+                | Step::PruneImages {}
+                | Step::FlushRedis { .. }
         )
     }
 
@@ -207,7 +227,8 @@ impl Step {
             Step::RunOnce { service, .. }
             | Step::BackupDatabase { service }
             | Step::RestoreDatabase { service }
-            | Step::CheckDatabase { service } => vec![service.as_str()],
+            | Step::CheckDatabase { service }
+            | Step::FlushRedis { service } => vec![service.as_str()],
             Step::Smoke { checks } => checks.iter().map(|check| check.service.as_str()).collect(),
             _ => Vec::new(),
         }

@@ -107,7 +107,7 @@ fn reports_unknown_keys_and_bad_steps() {
     check(
         &DEPLOY.replace("step = \"recreate\"", "step = \"recreat\""),
         &[
-            "commands/deploy.toml:25: unknown variant `recreat`, expected one of `resolve_images`, `resolve_rollback`, `pull`, `run_once`, `recreate`, `wait_healthy`, `smoke`, `record_release`, `hold_lock`, `backup_database`, `restore_database`, `check_database`, `service_action`, `health_report`, `status_report`, `logs`, `help`, `lock`, `unlock`, `diagnose`, `rotate`",
+            "commands/deploy.toml:25: unknown variant `recreat`, expected one of `resolve_images`, `resolve_rollback`, `pull`, `run_once`, `recreate`, `wait_healthy`, `smoke`, `record_release`, `hold_lock`, `backup_database`, `restore_database`, `check_database`, `service_action`, `health_report`, `status_report`, `logs`, `help`, `lock`, `unlock`, `diagnose`, `rotate`, `prune_containers`, `prune_images`, `flush_redis`",
         ],
     );
     check(

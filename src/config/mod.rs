@@ -4,6 +4,8 @@
 //! every problem with its file and line before anything connects anywhere.
 //! Command files are the catalog's business, not this module's.
 
+mod diagnose;
+mod pagerduty;
 mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +17,8 @@ use crate::duration::parse_duration;
 use crate::names::{EnvName, Platform, RoleName, ServiceName, UserName, is_plain_name};
 use crate::problem::{KeyPath, Problems, Source};
 
+pub use diagnose::{DiagnoseSettings, MigrationStatus, Thresholds, TlsEndpoint};
+pub use pagerduty::{NoteSettings, PagerDutyService, PagerDutySettings};
 pub use raw::RawConfig;
 
 /// Default location of the config file, relative to the working directory.
@@ -48,6 +52,8 @@ pub struct Config {
     pub slack: Option<SlackSettings>,
     /// The Discord application, if configured.
     pub discord: Option<DiscordSettings>,
+    /// PagerDuty webhooks and notes, if configured.
+    pub pagerduty: Option<PagerDutySettings>,
 }
 
 /// A role and the platform groups whose members hold it.
@@ -194,6 +200,11 @@ pub struct Environment {
     pub audit_channels: BTreeMap<Platform, String>,
     /// Services, by name.
     pub services: BTreeMap<ServiceName, Service>,
+    /// How `/diagnose` checks it.
+    pub diagnose: DiagnoseSettings,
+    /// Only dangling images with this label (`key` or `key=value`) are removed by
+    /// `/cleanup`; all of the host's when `None`.
+    pub cleanup_image_label: Option<String>,
     /// Where `/rotate` finds each secret.
     pub rotation: Rotation,
 }
@@ -413,6 +424,16 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         .as_ref()
         .and_then(|discord| check_discord(source, discord, &mut problems));
 
+    let env_names: Vec<String> = raw.environments.keys().cloned().collect();
+    if raw.pagerduty.is_some() && raw.server.listen.is_none() {
+        problems.0.push(source.problem(
+            &root.key("pagerduty"),
+            "PagerDuty webhooks arrive on Deckhand's listener; set server.listen",
+        ));
+    }
+    let pagerduty = raw.pagerduty.as_ref().and_then(|pagerduty| {
+        pagerduty::check_pagerduty(source, pagerduty, &environments, &env_names, &mut problems)
+    });
     let commands_dir = normalize(&base_dir.join(raw.commands.as_deref().unwrap_or("../commands")));
     if !problems.is_empty() {
         return Err(problems);
@@ -438,6 +459,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         environments,
         slack,
         discord,
+        pagerduty,
     })
 }
 
@@ -872,6 +894,25 @@ fn check_environments(
         let services = check_services(source, &key, raw_environment, problems);
         let rotation = check_rotation(source, &key, &raw_environment.rotation, &services, problems);
         let audit_channels = check_audit_channels(source, &key, raw_environment, problems);
+        let cleanup_image_label = raw_environment
+            .cleanup
+            .as_ref()
+            .and_then(|cleanup| cleanup.image_label.clone());
+        if let Some(label) = &cleanup_image_label
+            && (label.is_empty() || label.starts_with('=') || label.contains(char::is_whitespace))
+        {
+            problems.0.push(source.problem(
+                &key.key("cleanup").key("image_label"),
+                format!("\"{label}\" is not a label such as \"com.example.team\" or \"com.example.team=web\""),
+            ));
+        }
+        let diagnose = diagnose::check_diagnose(
+            source,
+            &key,
+            raw_environment.diagnose.as_ref(),
+            &services,
+            problems,
+        );
         if let Some(host) = host {
             environments.insert(
                 EnvName::new(name.clone()),
@@ -890,6 +931,8 @@ fn check_environments(
                     }),
                     audit_channels,
                     services,
+                    diagnose,
+                    cleanup_image_label,
                     rotation,
                 },
             );

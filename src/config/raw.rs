@@ -39,6 +39,42 @@ pub struct RawConfig {
     pub slack: Option<RawSlack>,
     /// The Discord application, when Deckhand is connected to Discord.
     pub discord: Option<RawDiscord>,
+    /// PagerDuty webhooks and incident notes, when Deckhand answers incidents.
+    pub pagerduty: Option<RawPagerDuty>,
+}
+
+/// `[pagerduty]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// Environment variable holding the webhook subscription's signing secret.
+    pub secret_env: String,
+    /// REST API base URL; default `https://api.pagerduty.com`.
+    pub api_url: Option<String>,
+    /// Environment variable holding the REST API key, for notes.
+    pub api_token_env: Option<String>,
+    /// Email of the PagerDuty user notes are written as (the `From` header).
+    pub from_email: Option<String>,
+    /// Whether the report's summary is added as a note on the incident.
+    #[serde(default)]
+    pub add_notes: bool,
+    /// PagerDuty services Deckhand answers, and where it posts for each.
+    #[serde(default)]
+    pub services: Vec<RawPagerDutyService>,
+}
+
+/// `[[pagerduty.services]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDutyService {
+    /// The PagerDuty service id, e.g. `PBACKND`.
+    pub id: String,
+    /// The environment whose diagnostics run for its incidents.
+    pub environment: String,
+    /// `slack`, `discord` or `console`.
+    pub platform: String,
+    /// The channel the report is posted in.
+    pub channel: String,
 }
 
 /// `[slack]`.
@@ -190,6 +226,10 @@ pub struct RawEnvironment {
     /// Services, by name.
     #[serde(default)]
     pub services: BTreeMap<String, RawService>,
+    /// What `/diagnose` checks and its thresholds.
+    pub diagnose: Option<RawDiagnose>,
+    /// What `/cleanup` may remove besides the environment's stopped containers.
+    pub cleanup: Option<RawCleanup>,
     /// Where `/rotate` finds each secret.
     #[serde(default)]
     pub rotation: RawRotation,
@@ -243,6 +283,71 @@ pub struct RawTlsRotation {
     pub common_name: Option<String>,
     /// Validity in days; default 90.
     pub days: Option<u32>,
+}
+
+/// `[environments.NAME.cleanup]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCleanup {
+    /// Remove only dangling images with this label (`key` or `key=value`); every dangling
+    /// image of the host when absent.
+    pub image_label: Option<String>,
+}
+
+/// `[environments.NAME.diagnose]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiagnose {
+    /// Time each check may take; default `5s`.
+    pub timeout: Option<String>,
+    /// Memory use (percent of the limit) that warns; default 80.
+    pub memory_warn_percent: Option<u8>,
+    /// Memory use that fails; default 95.
+    pub memory_fail_percent: Option<u8>,
+    /// Disk use (percent of the Docker host's disk) that warns; default 80.
+    pub disk_warn_percent: Option<u8>,
+    /// Disk use that fails; default 90.
+    pub disk_fail_percent: Option<u8>,
+    /// A certificate expiring within this many days warns; default 30.
+    pub tls_warn_days: Option<u32>,
+    /// A certificate expiring within this many days fails; default 7.
+    pub tls_fail_days: Option<u32>,
+    /// Public TLS endpoints: `"host:port"`, or `{ connect = "ip:port", name = "host" }`.
+    #[serde(default)]
+    pub tls: Vec<RawTlsEndpoint>,
+    /// Services the proxy forwards to; default every app service with health paths.
+    pub proxy_upstreams: Option<Vec<String>>,
+    /// The migration status command.
+    pub migrations: Option<RawMigrations>,
+    /// An incident starting this soon after a deploy or rollback points at it; default `30m`.
+    pub recent_deploy_window: Option<String>,
+}
+
+/// One public TLS endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTlsEndpoint {
+    /// `"api.example.com:443"`: connect there and expect that name.
+    Address(String),
+    /// Connect to one address, expect another name (SNI and host name check).
+    Split {
+        /// `host:port` to connect to.
+        connect: String,
+        /// The host name the certificate must be valid for.
+        name: String,
+    },
+}
+
+/// `[environments.NAME.diagnose.migrations]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigrations {
+    /// The service whose image and settings the one-off container takes.
+    pub service: String,
+    /// Argument vector, e.g. `["npm", "run", "db:status"]`.
+    pub command: Vec<String>,
+    /// Time it may take; default `30s`.
+    pub timeout: Option<String>,
 }
 
 /// `[environments.NAME.registry]`.

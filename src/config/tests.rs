@@ -156,3 +156,106 @@ fn slack_http_mode_needs_the_listener() {
         &["ok 1"],
     );
 }
+
+const INCIDENTS: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[environments.staging.diagnose]
+timeout = "3s"
+memory_warn_percent = 70
+tls = ["api.example.com:443", { connect = "127.0.0.1:18443", name = "localhost" }]
+proxy_upstreams = ["backend"]
+migrations = { service = "backend", command = ["npm", "run", "db:status"] }
+
+[pagerduty]
+secret_env = "PD_SECRET"
+add_notes = true
+api_token_env = "PD_TOKEN"
+from_email = "deckhand@example.com"
+
+[[pagerduty.services]]
+id = "PBACKND"
+environment = "staging"
+platform = "slack"
+channel = "C0INCIDENT"
+"#;
+
+#[test]
+fn reads_diagnose_and_pagerduty_settings() {
+    let source = Source::new(
+        Path::new("config/deckhand.toml"),
+        format!("{VALID}{INCIDENTS}"),
+    );
+    let config = Config::from_source(&source).expect("valid");
+    let diagnose = &config.environments["staging"].diagnose;
+    assert_eq!(diagnose.timeout, Duration::from_secs(3));
+    assert_eq!(diagnose.memory.warn_percent, 70);
+    assert_eq!(diagnose.memory.fail_percent, 95);
+    assert_eq!(
+        diagnose.tls,
+        [
+            TlsEndpoint {
+                connect: "api.example.com:443".to_string(),
+                name: "api.example.com".to_string(),
+            },
+            TlsEndpoint {
+                connect: "127.0.0.1:18443".to_string(),
+                name: "localhost".to_string(),
+            },
+        ]
+    );
+    assert_eq!(
+        diagnose.migrations.as_ref().map(|m| m.command.join(" ")),
+        Some("npm run db:status".to_string())
+    );
+    let pagerduty = config.pagerduty.expect("a pagerduty section");
+    assert_eq!(pagerduty.api_url, "https://api.pagerduty.com");
+    let service = pagerduty.service("PBACKND").expect("mapped");
+    assert_eq!(service.environment.as_str(), "staging");
+    assert_eq!(service.platform, Platform::Slack);
+    assert!(pagerduty.service("PUNKNWN").is_none());
+    assert_eq!(
+        pagerduty.notes.map(|notes| notes.api_token_env),
+        Some("PD_TOKEN".to_string())
+    );
+}
+
+#[test]
+fn reports_bad_diagnose_and_pagerduty_settings() {
+    let broken = INCIDENTS
+        .replace("memory_warn_percent = 70", "memory_warn_percent = 99")
+        .replace("\"api.example.com:443\"", "\"api.example.com\"")
+        .replace(
+            "proxy_upstreams = [\"backend\"]",
+            "proxy_upstreams = [\"frontend\"]",
+        )
+        .replace(
+            "service = \"backend\", command",
+            "service = \"backend\", timeout = \"later\", command",
+        )
+        .replace("from_email = \"deckhand@example.com\"\n", "")
+        .replace("environment = \"staging\"", "environment = \"qa\"")
+        .replace("channel = \"C0INCIDENT\"", "channel = \"#incidents\"");
+    check(
+        &format!("{VALID}{broken}"),
+        &[
+            "config/deckhand.toml:31: environments.staging.diagnose.memory_warn_percent: memory_warn_percent (99) must be below memory_fail_percent (95)",
+            "config/deckhand.toml:32: environments.staging.diagnose.tls[0]: \"api.example.com\" is not a host and port such as \"api.example.com:443\"",
+            "config/deckhand.toml:33: environments.staging.diagnose.proxy_upstreams[0]: no service named \"frontend\" in this environment (defined: backend)",
+            "config/deckhand.toml:34: environments.staging.diagnose.migrations.timeout: \"later\" is not a duration such as \"30s\"",
+            "config/deckhand.toml:38: pagerduty.add_notes: add_notes needs api_token_env (the variable with the REST API key) and from_email (the PagerDuty user notes are written as)",
+            "config/deckhand.toml:43: pagerduty.services[0].environment: no environment named \"qa\" (defined: staging)",
+            "config/deckhand.toml:45: pagerduty.services[0].channel: \"#incidents\" is not a Slack id (upper-case letters and digits, such as \"U024BE7LH\" or \"C0123ABCD\")",
+        ],
+    );
+    check(
+        &format!(
+            "{VALID}{}",
+            INCIDENTS.replace("[server]\nlisten = \"127.0.0.1:0\"\n", "")
+        ),
+        &[
+            "config/deckhand.toml:34: pagerduty: PagerDuty webhooks arrive on Deckhand's listener; set server.listen",
+        ],
+    );
+}

@@ -169,6 +169,44 @@ impl DockerHost {
         Ok(networks)
     }
 
+    /// One network with its attached containers, by name or id; `None` when there is no
+    /// such network. Cheaper than [`DockerHost::list_networks`] on a host with many.
+    ///
+    /// # Errors
+    ///
+    /// Connection and API failures.
+    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, DockerError> {
+        let inspected = self
+            .call(
+                format!("inspecting network \"{name}\""),
+                self.client().inspect_network(name, None),
+            )
+            .await;
+        let inspected = match inspected {
+            Ok(inspected) => inspected,
+            Err(error) if DockerHost::is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut containers: Vec<NetworkMember> = inspected
+            .containers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(container_id, endpoint)| NetworkMember {
+                id: container_id,
+                name: endpoint.name.unwrap_or_default(),
+                ipv4_address: endpoint.ipv4_address.unwrap_or_default(),
+            })
+            .collect();
+        containers.sort_by(|left, right| left.name.cmp(&right.name));
+        Ok(Some(NetworkInfo {
+            id: inspected.id.unwrap_or_default(),
+            name: inspected.name.unwrap_or_default(),
+            driver: inspected.driver.unwrap_or_default(),
+            labels: inspected.labels.unwrap_or_default().into_iter().collect(),
+            containers,
+        }))
+    }
+
     /// Disk used by images, containers, volumes and the build cache.
     ///
     /// Engines with API 1.52 or later report the totals in one call. Older engines answer
@@ -180,6 +218,10 @@ impl DockerHost {
     ///
     /// Connection and API failures.
     pub async fn disk_usage(&self) -> Result<DiskUsage, DockerError> {
+        // Asking an older engine for totals it cannot give costs a full `system df`.
+        if !self.api_at_least(1, 52) {
+            return self.disk_usage_from_lists().await;
+        }
         let reported = self
             .call_within(
                 "reading disk usage",
@@ -191,6 +233,17 @@ impl DockerHost {
             return Ok(usage);
         }
         self.disk_usage_from_lists().await
+    }
+
+    /// Whether the negotiated API version is at least `major.minor`.
+    fn api_at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self.api_version().split('.').map(str::parse::<u32>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(have_major)), Some(Ok(have_minor))) => {
+                (have_major, have_minor) >= (major, minor)
+            }
+            _ => false,
+        }
     }
 
     async fn disk_usage_from_lists(&self) -> Result<DiskUsage, DockerError> {

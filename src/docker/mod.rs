@@ -26,6 +26,7 @@ pub mod images;
 mod lifecycle;
 mod logs;
 mod overrides;
+mod prune;
 mod recreate;
 mod run_once;
 pub mod stack;
@@ -41,6 +42,7 @@ pub use health::HealthOutcome;
 pub use host::{ApiTime, DockerHost, HostSpec, TlsFiles};
 pub use image::{ImageInfo, PullOutcome, RegistryAuth};
 pub use logs::{LogLine, LogQuery, LogStream};
+pub use prune::{ContainerScope, DanglingImage, StoppedContainer};
 pub use recreate::{LeftoverOutcome, Recreated};
 pub use run_once::{RunOnce, RunOutput};
 

@@ -4,6 +4,7 @@
 //! router by `serve`. Only this module and adapters' HTTP parts name axum.
 
 mod headers;
+pub mod pagerduty;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,10 +3,11 @@
 //! (sqlx's Any driver; portable SQL, `$N` placeholders, times as RFC 3339
 //! text). Only this module contains SQL. It keeps operations with their step
 //! journal and chat messages, approvals, releases, environment locks and
-//! holds, delivery dedupe, and the hash-chained audit log; what those mean
+//! holds, delivery dedupe, PagerDuty incidents, and the hash-chained audit log; what those mean
 //! is decided elsewhere.
 
 mod audit_log;
+mod incidents;
 mod locks;
 mod operations;
 mod releases;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use audit_log::{AuditEntry, NewAuditEntry};
+pub use incidents::IncidentRecord;
 pub use locks::{Hold, HoldKind, LockHolder};
 pub use operations::{NewOperation, OperationRecord, StepRecord};
 pub use releases::{NewRelease, Release};

@@ -193,4 +193,30 @@ impl Store {
         .await
         .map_err(query_error("reading releases"))
     }
+
+    /// Image ids and digests the newest releases of every environment ran before
+    /// and after, so cleanup keeps what a rollback may return to.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn recent_release_digests(
+        &self,
+        limit: i64,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT digest_before, digest_after FROM releases ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("reading releases"))?;
+        let mut digests = std::collections::BTreeSet::new();
+        for row in &rows {
+            for name in ["digest_before", "digest_after"] {
+                let digest: Option<String> = column(row, name)?;
+                digests.extend(digest);
+            }
+        }
+        Ok(digests)
+    }
 }

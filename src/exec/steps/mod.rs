@@ -4,11 +4,14 @@
 //! and the containers replaced so far, which stay revertible until the
 //! operation succeeds — and nothing long-lived.
 
+mod cleanup;
 mod database;
 mod deploy;
+mod diagnose;
 mod help;
 mod holds;
 mod logs;
+mod redis;
 mod report;
 mod rollback;
 mod rotate;
@@ -113,12 +116,11 @@ impl<'a> RunContext<'a> {
             Step::Help {} => Ok(help::run(app, input)),
             Step::Lock {} => holds::lock(app, self.operation, input).await,
             Step::Unlock {} => holds::unlock(app, self.operation, input).await,
+            Step::Diagnose {} => diagnose::run(app, self.operation, input).await,
+            Step::PruneContainers {} => cleanup::prune_containers(app, input).await,
+            Step::PruneImages {} => cleanup::prune_images(app, input).await,
+            Step::FlushRedis { service } => redis::flush(app, input, service).await,
             Step::Rotate {} => self.rotate().await,
-            Step::Diagnose {} => Err(ExecError::Failed(format!(
-                "/{} is declared but this version of Deckhand cannot run its {} step yet; nothing was changed",
-                input.spec.name,
-                step.kind()
-            ))),
         }
     }
 
@@ -216,6 +218,9 @@ pub async fn describe(
         Step::Lock {} => holds::describe_lock(input, plan),
         Step::Unlock {} => holds::describe_unlock(app, input, plan).await?,
         Step::HoldLock {} => holds::describe_hold_after_rollback(input, plan),
+        Step::PruneContainers {} => cleanup::describe_containers(app, input, plan).await?,
+        Step::PruneImages {} => cleanup::describe_images(app, input, plan).await?,
+        Step::FlushRedis { service } => redis::describe_flush(app, input, service, plan).await?,
         other => plan.steps.push(other.title()),
     }
     Ok(())
