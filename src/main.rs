@@ -218,9 +218,8 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let (stop_listener, listener_stopped) = tokio::sync::oneshot::channel::<()>();
     let listener_task = match app.config.listen {
         Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("listening on {address}"))?;
+            let listener =
+                deckhand::http::bind(address).with_context(|| format!("listening on {address}"))?;
             let bound = listener
                 .local_addr()
                 .context("reading the listener address")?;

@@ -77,6 +77,26 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
+/// Connections waiting to be accepted. The standard library's 128 is too few
+/// for a burst of webhooks (500 slash commands at once): the kernel drops the
+/// rest of the handshakes and each retries a second later.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `address` with room for [`LISTEN_BACKLOG`] pending connections.
+///
+/// # Errors
+/// When the address cannot be bound (in use, not local, no permission).
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves.
 ///
 /// # Errors
