@@ -7,7 +7,7 @@ use crate::support::workspace::{Workspace, stdout};
 fn shipped_config_passes() {
     let workspace = Workspace::shipped();
     let output = workspace.run(&["check"], "");
-    assert_eq!(stdout(&output), "ok: 13 commands, 2 environments\n");
+    assert_eq!(stdout(&output), "ok: 15 commands, 2 environments\n");
     assert!(output.status.success());
 }
 
