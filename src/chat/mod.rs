@@ -64,6 +64,24 @@ pub struct StepLine {
     pub detail: String,
 }
 
+#[cfg(test)]
+impl StepLine {
+    /// A step line for the renderers' tests.
+    pub(crate) fn sample(
+        title: &str,
+        status: StepStatus,
+        elapsed: Option<&str>,
+        detail: &str,
+    ) -> StepLine {
+        StepLine {
+            title: title.to_string(),
+            status,
+            elapsed: elapsed.map(str::to_string),
+            detail: detail.to_string(),
+        }
+    }
+}
+
 /// Where a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepStatus {

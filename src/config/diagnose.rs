@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use super::raw::{RawDiagnose, RawMigrations, RawTlsEndpoint};
 use super::{Service, ServiceKind, join_names};
-use crate::duration::parse_duration;
 use crate::names::ServiceName;
 use crate::problem::{KeyPath, Problems, Source};
 
@@ -101,18 +100,8 @@ pub(super) fn check_diagnose(
         return defaults;
     };
     let key = env_key.key("diagnose");
-    let mut duration_at = |name: &str, text: Option<&str>, default: Duration| match text {
-        None => default,
-        Some(text) => match parse_duration(text) {
-            Some(duration) if !duration.is_zero() => duration,
-            _ => {
-                problems.0.push(source.problem(
-                    &key.key(name),
-                    format!("\"{text}\" is not a duration such as \"5s\" or \"30m\""),
-                ));
-                default
-            }
-        },
+    let mut duration_at = |name: &str, text: Option<&str>, default: Duration| {
+        super::check_duration(source, &key.key(name), text, default, problems).unwrap_or(default)
     };
     let timeout = duration_at("timeout", raw.timeout.as_deref(), defaults.timeout);
     let recent_deploy_window = duration_at(
@@ -314,19 +303,14 @@ fn check_migrations(
             .0
             .push(source.problem(&key.key("command"), "command must not be empty"));
     }
-    let timeout = match raw.timeout.as_deref() {
-        None => Duration::from_secs(30),
-        Some(text) => match parse_duration(text) {
-            Some(timeout) if !timeout.is_zero() => timeout,
-            _ => {
-                problems.0.push(source.problem(
-                    &key.key("timeout"),
-                    format!("\"{text}\" is not a duration such as \"30s\""),
-                ));
-                Duration::from_secs(30)
-            }
-        },
-    };
+    let timeout = super::check_duration(
+        source,
+        &key.key("timeout"),
+        raw.timeout.as_deref(),
+        Duration::from_secs(30),
+        problems,
+    )
+    .unwrap_or(Duration::from_secs(30));
     if problems.0.len() > before {
         return None;
     }

@@ -493,16 +493,14 @@ fn check_slack(
             "http mode needs signing_secret_env naming the variable that holds the signing secret",
         ));
     }
-    let usergroup_ttl = match raw.usergroup_ttl.as_deref() {
-        None => Duration::from_secs(300),
-        Some(text) => parse_duration(text).unwrap_or_else(|| {
-            problems.0.push(source.problem(
-                &key.key("usergroup_ttl"),
-                format!("\"{text}\" is not a duration such as \"5m\""),
-            ));
-            Duration::from_secs(300)
-        }),
-    };
+    let usergroup_ttl = check_duration(
+        source,
+        &key.key("usergroup_ttl"),
+        raw.usergroup_ttl.as_deref(),
+        Duration::from_secs(300),
+        problems,
+    )
+    .unwrap_or(Duration::from_secs(300));
     let api_url = raw
         .api_url
         .clone()
@@ -573,6 +571,30 @@ fn check_discord(
         guild_ids: raw.guild_ids.clone(),
         api_url: api_url.trim_end_matches('/').to_string(),
     })
+}
+
+/// The positive duration `text` at `key`, or `default` when there is none.
+/// A value that is not one is recorded as a problem and gives `None`.
+fn check_duration(
+    source: &Source,
+    key: &KeyPath,
+    text: Option<&str>,
+    default: Duration,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    let Some(text) = text else {
+        return Some(default);
+    };
+    match parse_duration(text) {
+        Some(duration) if !duration.is_zero() => Some(duration),
+        _ => {
+            problems.0.push(source.problem(
+                key,
+                format!("\"{text}\" is not a duration such as \"30s\" or \"5m\""),
+            ));
+            None
+        }
+    }
 }
 
 fn check_base_url(source: &Source, key: &KeyPath, url: &str, problems: &mut Problems) {
@@ -814,18 +836,14 @@ fn check_hosts(
             ));
             continue;
         }
-        let timeout = match raw_host.timeout.as_deref() {
-            None => Duration::from_secs(30),
-            Some(text) => match parse_duration(text) {
-                Some(timeout) if !timeout.is_zero() => timeout,
-                _ => {
-                    problems.0.push(source.problem(
-                        &key.key("timeout"),
-                        format!("\"{text}\" is not a duration such as \"30s\" or \"2m\""),
-                    ));
-                    continue;
-                }
-            },
+        let Some(timeout) = check_duration(
+            source,
+            &key.key("timeout"),
+            raw_host.timeout.as_deref(),
+            Duration::from_secs(30),
+            problems,
+        ) else {
+            continue;
         };
         hosts.insert(
             name.clone(),

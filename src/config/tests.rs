@@ -243,7 +243,7 @@ fn reports_bad_diagnose_and_pagerduty_settings() {
             "config/deckhand.toml:31: environments.staging.diagnose.memory_warn_percent: memory_warn_percent (99) must be below memory_fail_percent (95)",
             "config/deckhand.toml:32: environments.staging.diagnose.tls[0]: \"api.example.com\" is not a host and port such as \"api.example.com:443\"",
             "config/deckhand.toml:33: environments.staging.diagnose.proxy_upstreams[0]: no service named \"frontend\" in this environment (defined: backend)",
-            "config/deckhand.toml:34: environments.staging.diagnose.migrations.timeout: \"later\" is not a duration such as \"30s\"",
+            "config/deckhand.toml:34: environments.staging.diagnose.migrations.timeout: \"later\" is not a duration such as \"30s\" or \"5m\"",
             "config/deckhand.toml:38: pagerduty.add_notes: add_notes needs api_token_env (the variable with the REST API key) and from_email (the PagerDuty user notes are written as)",
             "config/deckhand.toml:43: pagerduty.services[0].environment: no environment named \"qa\" (defined: staging)",
             "config/deckhand.toml:45: pagerduty.services[0].channel: \"#incidents\" is not a Slack id (upper-case letters and digits, such as \"U024BE7LH\" or \"C0123ABCD\")",

@@ -52,13 +52,7 @@ pub async fn check(subject: &Subject<'_>) -> Finding {
                 format_bytes(disk.available_bytes),
                 format_bytes(disk.used_bytes + disk.available_bytes)
             ));
-            let status = if percent >= f64::from(thresholds.fail_percent) {
-                Status::Fail
-            } else if percent >= f64::from(thresholds.warn_percent) {
-                Status::Warn
-            } else {
-                Status::Ok
-            };
+            let status = Status::of_percent(percent, thresholds);
             Finding::new(
                 Check::Disk,
                 status,

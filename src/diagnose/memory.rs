@@ -60,13 +60,7 @@ pub async fn check(subject: &Subject<'_>) -> Finding {
         Finding::fail(Check::Memory, format!("{} was OOM-killed", container.name))
             .with_fix(Some(subject.restart_command(service)))
     } else if let Some((percent, service, container, usage)) = worst {
-        let status = if percent >= f64::from(thresholds.fail_percent) {
-            Status::Fail
-        } else if percent >= f64::from(thresholds.warn_percent) {
-            Status::Warn
-        } else {
-            Status::Ok
-        };
+        let status = Status::of_percent(percent, thresholds);
         let summary = match status {
             Status::Ok => format!(
                 "highest {} at {percent:.0}% of its limit (warn at {}%)",

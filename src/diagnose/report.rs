@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Check, seconds};
+use crate::config::Thresholds;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,6 +18,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// A usage of `percent` against warn and fail thresholds.
+    pub fn of_percent(percent: f64, thresholds: Thresholds) -> Status {
+        if percent >= f64::from(thresholds.fail_percent) {
+            Status::Fail
+        } else if percent >= f64::from(thresholds.warn_percent) {
+            Status::Warn
+        } else {
+            Status::Ok
+        }
+    }
+
     /// `ok`, `warn` or `fail`.
     pub fn name(self) -> &'static str {
         match self {

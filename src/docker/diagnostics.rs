@@ -134,36 +134,10 @@ impl DockerHost {
         let mut networks = Vec::new();
         for network in listed {
             let Some(id) = network.id else { continue };
-            let inspected = self
-                .call(
-                    format!("inspecting network \"{id}\""),
-                    self.client().inspect_network(&id, None),
-                )
-                .await;
-            let inspected = match inspected {
-                Ok(inspected) => inspected,
-                // Removed between listing and inspecting.
-                Err(error) if DockerHost::is_not_found(&error) => continue,
-                Err(error) => return Err(error),
-            };
-            let mut containers: Vec<NetworkMember> = inspected
-                .containers
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(container_id, endpoint)| NetworkMember {
-                    id: container_id,
-                    name: endpoint.name.unwrap_or_default(),
-                    ipv4_address: endpoint.ipv4_address.unwrap_or_default(),
-                })
-                .collect();
-            containers.sort_by(|left, right| left.name.cmp(&right.name));
-            networks.push(NetworkInfo {
-                id,
-                name: inspected.name.unwrap_or_default(),
-                driver: inspected.driver.unwrap_or_default(),
-                labels: inspected.labels.unwrap_or_default().into_iter().collect(),
-                containers,
-            });
+            // `None`: removed between listing and inspecting.
+            if let Some(info) = self.network(&id).await? {
+                networks.push(info);
+            }
         }
         networks.sort_by(|left, right| left.name.cmp(&right.name));
         Ok(networks)

@@ -231,6 +231,16 @@ impl Harness {
         }
     }
 
+    /// A fresh reaction event (`reaction_added` or `reaction_removed`) by
+    /// `user` on the message at `ts`, delivered like [`Harness::react`].
+    async fn reaction(&self, mode: Mode, kind: &str, user: &str, emoji: &str, ts: &str) {
+        self.react(
+            mode,
+            &reaction_event(kind, user, emoji, ts, &new_event_id()),
+        )
+        .await;
+    }
+
     /// A button click over HTTP.
     async fn click(&self, user: &str, message: &SlackMessage, action_id: &str) {
         let payload = click_payload(user, message, action_id);
@@ -596,15 +606,12 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
     // The requester's own ✅ is answered and changes nothing.
     let n_versions = pending.history.len();
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                CAROL,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            CAROL,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness.wait_for_ephemeral(CAROL, "✗").await;
@@ -621,15 +628,12 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
 
     // Someone without the role: answered, nothing changes.
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                ERIN,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            ERIN,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness.wait_for_ephemeral(ERIN, "✗").await;
@@ -638,15 +642,12 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
     // A ✅ on some other message is answered and approves nothing.
     let other_ts = harness.peer.seed_message(CHANNEL, ALICE, "lunch?");
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                DAVE,
-                "white_check_mark",
-                &other_ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            DAVE,
+            "white_check_mark",
+            &other_ts,
         )
         .await;
     harness
@@ -655,15 +656,12 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
 
     // An approver's ✅ counts and the message says who approved.
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                DAVE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            DAVE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness.wait_for_ephemeral(DAVE, "you approved").await;
@@ -676,15 +674,12 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
     // The second approval comes from a user group member config does not
     // list: the group grants the role.
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                GRACE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            GRACE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness.wait_for_ephemeral(GRACE, "it starts now").await;
@@ -724,30 +719,24 @@ async fn a_cross_reaction_rejects_and_removing_a_check_withdraws() {
         .await;
 
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                DAVE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            DAVE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness
         .wait_for_text(&message.ts, "approved by: @dave")
         .await;
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_removed",
-                DAVE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_removed",
+            DAVE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness.wait_for_ephemeral(DAVE, "you withdrew").await;
@@ -759,10 +748,7 @@ async fn a_cross_reaction_rejects_and_removing_a_check_withdraws() {
     );
 
     harness
-        .react(
-            Mode::Http,
-            &reaction_event("reaction_added", DAVE, "x", &message.ts, &new_event_id()),
-        )
+        .reaction(Mode::Http, "reaction_added", DAVE, "x", &message.ts)
         .await;
     harness.wait_for_ephemeral(DAVE, "you rejected").await;
     assert_eq!(harness.state_of(op_id).await, OpState::Rejected);
@@ -775,15 +761,12 @@ async fn a_cross_reaction_rejects_and_removing_a_check_withdraws() {
     );
     // A late ✅ is answered and changes nothing.
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                BOB,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            BOB,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness.wait_for_ephemeral(BOB, "✗").await;
@@ -846,15 +829,12 @@ async fn an_expired_request_says_so_and_late_approvals_change_nothing() {
     harness.click(DAVE, &pending, "deckhand_approve").await;
     harness.wait_for_ephemeral(DAVE, "✗").await;
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                DAVE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            DAVE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     wait_for("two refusals for dave", DEADLINE, || {
@@ -1050,15 +1030,12 @@ async fn a_rate_limited_edit_waits_for_retry_after_and_still_lands() {
         SlackReply::Error("internal_error".to_string()),
     );
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                DAVE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            DAVE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness
@@ -1092,15 +1069,12 @@ async fn a_rate_limited_edit_waits_for_retry_after_and_still_lands() {
         },
     );
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_removed",
-                DAVE,
-                "white_check_mark",
-                &message.ts,
-                &new_event_id(),
-            ),
+            "reaction_removed",
+            DAVE,
+            "white_check_mark",
+            &message.ts,
         )
         .await;
     harness
@@ -1342,15 +1316,12 @@ async fn a_production_rollback_waits_for_an_approvers_reaction_not_the_requester
     );
 
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                ALICE,
-                "white_check_mark",
-                &rollback.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            ALICE,
+            "white_check_mark",
+            &rollback.ts,
         )
         .await;
     harness.wait_for_ephemeral(ALICE, "✗").await;
@@ -1358,15 +1329,12 @@ async fn a_production_rollback_waits_for_an_approvers_reaction_not_the_requester
     assert_eq!(harness.state_of(rollback_id).await, OpState::Pending);
 
     harness
-        .react(
+        .reaction(
             Mode::Http,
-            &reaction_event(
-                "reaction_added",
-                BOB,
-                "white_check_mark",
-                &rollback.ts,
-                &new_event_id(),
-            ),
+            "reaction_added",
+            BOB,
+            "white_check_mark",
+            &rollback.ts,
         )
         .await;
     harness

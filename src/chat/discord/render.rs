@@ -370,12 +370,7 @@ mod tests {
     }
 
     fn step(title: &str, status: StepStatus, elapsed: Option<&str>, detail: &str) -> StepLine {
-        StepLine {
-            title: title.to_string(),
-            status,
-            elapsed: elapsed.map(str::to_string),
-            detail: detail.to_string(),
-        }
+        StepLine::sample(title, status, elapsed, detail)
     }
 
     fn deploy(tone: Tone, status: &str, steps: Vec<StepLine>) -> Reply {

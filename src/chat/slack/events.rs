@@ -72,6 +72,15 @@ impl Endpoints {
     }
 }
 
+impl Endpoints {
+    /// Acknowledges a verified delivery with an empty 200 and works on it
+    /// after the answer has gone out.
+    fn accept(&self, inbound: Inbound) -> Response {
+        inbound::spawn(Arc::clone(&self.context), inbound);
+        StatusCode::OK.into_response()
+    }
+}
+
 fn reason_of(error: &verify::VerifyError) -> &'static str {
     match error {
         verify::VerifyError::StaleTimestamp { .. } => "stale",
@@ -95,13 +104,9 @@ async fn commands(
     }
     match command_event(&form) {
         Ok(event) => {
-            inbound::spawn(
-                Arc::clone(&endpoints.context),
-                Inbound::Command(Box::new(event)),
-            );
             // An empty 200 acknowledges without a message; the answer
             // follows through the response_url or the channel.
-            StatusCode::OK.into_response()
+            endpoints.accept(Inbound::Command(Box::new(event)))
         }
         Err(missing) => bad_request(&format!(
             "cannot read the slash command: missing \"{missing}\""
@@ -123,13 +128,7 @@ async fn interactions(
         return bad_request("cannot read the interaction: missing \"payload\"");
     };
     match serde_json::from_str::<sm::SlackInteractionEvent>(payload) {
-        Ok(event) => {
-            inbound::spawn(
-                Arc::clone(&endpoints.context),
-                Inbound::Interaction(Box::new(event)),
-            );
-            StatusCode::OK.into_response()
-        }
+        Ok(event) => endpoints.accept(Inbound::Interaction(Box::new(event))),
         Err(error) => bad_request(&format!("cannot read the interaction: {error}")),
     }
 }
@@ -160,11 +159,7 @@ async fn events(
                     "slack redelivered an event"
                 );
             }
-            inbound::spawn(
-                Arc::clone(&endpoints.context),
-                Inbound::Event(Box::new(callback)),
-            );
-            StatusCode::OK.into_response()
+            endpoints.accept(Inbound::Event(Box::new(callback)))
         }
         sm::SlackPushEvent::AppRateLimited(limited) => {
             tracing::warn!(

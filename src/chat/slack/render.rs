@@ -213,12 +213,7 @@ mod tests {
     }
 
     fn step(title: &str, status: StepStatus, elapsed: Option<&str>, detail: &str) -> StepLine {
-        StepLine {
-            title: title.to_string(),
-            status,
-            elapsed: elapsed.map(str::to_string),
-            detail: detail.to_string(),
-        }
+        StepLine::sample(title, status, elapsed, detail)
     }
 
     fn deploy_steps(last: StepStatus) -> Vec<StepLine> {
