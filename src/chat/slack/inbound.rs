@@ -56,10 +56,12 @@ pub fn spawn(context: Arc<Context>, inbound: Inbound) {
     context.lull.note_arrival();
     let app = Arc::clone(&context.app);
     app.spawn(async move {
-        context.lull.wait(LULL, MAX_WAIT_FOR_LULL).await;
+        // The permit first: the deliveries beyond it wait in the semaphore's
+        // queue without waking, and only those holding one watch for the lull.
         let Ok(_permit) = context.in_flight.acquire().await else {
             return;
         };
+        context.lull.wait(LULL, MAX_WAIT_FOR_LULL).await;
         match inbound {
             Inbound::Command(event) => command(&context, *event).await,
             Inbound::Event(event) => push_event(&context, *event).await,
