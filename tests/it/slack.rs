@@ -18,12 +18,15 @@ use deckhand::secret::Secret;
 use serde_json::{Value, json};
 
 use crate::support::demo::DemoEnv;
+use crate::support::pagerduty_peer::signed_webhook;
 use crate::support::slack_peer::{
     SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SlackMessage, SlackPeer, SlackReply, altered_post,
     forged_post, signed_post, stale_post,
 };
 use crate::support::workspace::{CommandsCopy, Workspace};
-use crate::support::{DEADLINE, PeerServer, fixture_json, now_unix, random_hex, wait_for};
+use crate::support::{
+    DEADLINE, PeerServer, fixture_bytes, fixture_json, now_unix, random_hex, wait_for,
+};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CHANNEL: &str = "C0DEPLOYS1";
@@ -89,6 +92,19 @@ impl Harness {
         let mut harness = Harness::connect(mode, peer, app).await;
         harness._workspace = Some(workspace);
         harness._commands = commands;
+        harness
+    }
+
+    /// Starts like [`Harness::start`] with `extra` appended to the config.
+    async fn start_extended(mode: Mode, extra: String) -> Harness {
+        let peer = SlackPeer::start().await;
+        let api_url = peer.api_url();
+        let workspace = Workspace::with_config(move |text| {
+            format!("{}\n{extra}", isolated_slack_config(text, mode, &api_url))
+        });
+        let app = workspace.app().await;
+        let mut harness = Harness::connect(mode, peer, app).await;
+        harness._workspace = Some(workspace);
         harness
     }
 
@@ -1352,5 +1368,63 @@ async fn a_production_rollback_waits_for_an_approvers_reaction_not_the_requester
         health.body_excerpt.contains("v1"),
         "{}",
         health.body_excerpt
+    );
+}
+
+#[tokio::test]
+async fn a_pagerduty_incident_is_reported_in_its_slack_channel_with_a_header_that_follows_it() {
+    const PAGERDUTY_SECRET: &str = "pd-webhook-secret-for-slack-tests";
+    let harness = Harness::start_extended(
+        Mode::Http,
+        format!(
+            "[pagerduty]\nsecret_env = \"DECKHAND_TEST_PAGERDUTY_SECRET_UNUSED\"\n\n\
+             [[pagerduty.services]]\nid = \"PBACKND\"\nenvironment = \"staging\"\n\
+             platform = \"slack\"\nchannel = \"{CHANNEL}\"\n"
+        ),
+    )
+    .await;
+    // The same values `Connection::from_env` would read from the variable.
+    let connection = deckhand::pagerduty::Connection {
+        secret: Secret::new(PAGERDUTY_SECRET),
+        notes: None,
+    };
+    let webhooks = PeerServer::start(deckhand::http::pagerduty::router(
+        Arc::clone(&harness.app),
+        connection,
+    ))
+    .await;
+    let url = format!("{}/pagerduty/webhook", webhooks.http_url());
+
+    let (response, _) = signed_webhook(
+        &url,
+        PAGERDUTY_SECRET,
+        &fixture_bytes("pagerduty/incident_triggered.json"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let report = harness.operation_message(1).await;
+    let title = "Incident #4217 · triggered · [production] backend health check failing";
+    let report = harness.wait_for_text(&report.ts, title).await;
+    let blocks = report.latest()["blocks"].to_string();
+    assert!(blocks.contains(title), "{blocks}");
+    assert!(
+        blocks.contains("https://acme.pagerduty.com/incidents/Q1CHATOPS01AB"),
+        "{blocks}"
+    );
+
+    let (response, _) = signed_webhook(
+        &url,
+        PAGERDUTY_SECRET,
+        &fixture_bytes("pagerduty/incident_acknowledged.json"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    harness
+        .wait_for_text(&report.ts, "Incident #4217 · acknowledged by Alice Example")
+        .await;
+    assert_eq!(
+        harness.top_level_messages().len(),
+        1,
+        "the header is edited in place, not posted again"
     );
 }
