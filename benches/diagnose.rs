@@ -42,6 +42,7 @@ async fn bench() {
         name: "local".to_string(),
         endpoint: "unix:///var/run/docker.sock".to_string(),
         tls: None,
+        ssh_key: None,
         timeout: Duration::from_secs(30),
     })
     .await

@@ -60,6 +60,7 @@ async fn local_host(config: &Config) -> Result<DockerHost, DemoError> {
         name: environment.host.name.clone(),
         endpoint: environment.host.endpoint.clone(),
         tls: None,
+        ssh_key: None,
         timeout: environment.host.timeout,
     };
     DockerHost::connect(&spec)

@@ -164,6 +164,8 @@ pub struct Host {
     pub endpoint: String,
     /// Client certificate files for TLS.
     pub tls: Option<TlsFiles>,
+    /// Private key for `ssh://`, resolved against the config file's folder.
+    pub ssh_key: Option<PathBuf>,
     /// Timeout of each Docker API call.
     pub timeout: Duration,
 }
@@ -836,6 +838,26 @@ fn check_hosts(
             ));
             continue;
         }
+        if let Some(destination) = raw_host.docker.strip_prefix("ssh://")
+            && let Some((_, port)) = destination.rsplit_once(':')
+            && port != "22"
+        {
+            problems.0.push(source.problem(
+                &key.key("docker"),
+                format!(
+                    "port {port} cannot be used here: the SSH transport reaches port 22 only; \
+                     give the host a `Host` entry with `Port {port}` in ~/.ssh/config and use ssh://USER@THAT-ALIAS"
+                ),
+            ));
+            continue;
+        }
+        if raw_host.ssh_key.is_some() && !raw_host.docker.starts_with("ssh://") {
+            problems.0.push(source.problem(
+                &key.key("ssh_key"),
+                "an SSH key applies only to ssh:// hosts",
+            ));
+            continue;
+        }
         let Some(timeout) = check_duration(
             source,
             &key.key("timeout"),
@@ -855,6 +877,10 @@ fn check_hosts(
                     cert: normalize(&base_dir.join(&tls.cert)),
                     key: normalize(&base_dir.join(&tls.key)),
                 }),
+                ssh_key: raw_host
+                    .ssh_key
+                    .as_ref()
+                    .map(|path| normalize(&base_dir.join(path))),
                 timeout,
             },
         );

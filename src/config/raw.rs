@@ -188,6 +188,8 @@ pub struct RawHost {
     pub docker: String,
     /// TLS client certificate files for `tcp://`.
     pub tls: Option<RawTls>,
+    /// Private key file for `ssh://` (else ssh's own defaults and agent).
+    pub ssh_key: Option<String>,
     /// Timeout of each Docker API call; default `30s`.
     pub timeout: Option<String>,
 }

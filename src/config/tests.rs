@@ -50,7 +50,7 @@ fn reports_syntax_and_unknown_keys_with_lines() {
     check(
         &VALID.replace("[hosts.local]", "[hosts.local]\ndocker_host = \"x\""),
         &[
-            "config/deckhand.toml:15: unknown field `docker_host`, expected one of `docker`, `tls`, `timeout`",
+            "config/deckhand.toml:15: unknown field `docker_host`, expected one of `docker`, `tls`, `ssh_key`, `timeout`",
         ],
     );
     check(
@@ -109,6 +109,33 @@ fn reports_bad_hosts_and_store() {
             "config/deckhand.toml:3: store.url: \"mysql://db\" is not a store URL; use sqlite://PATH or postgres://USER@HOST/DB",
             "config/deckhand.toml:15: hosts.local.docker: \"docker.example:2375\" is not a Docker host address; use unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
         ],
+    );
+}
+
+#[test]
+fn ssh_hosts_take_a_key_and_refuse_other_ports() {
+    let ssh = VALID.replace(
+        "docker = \"unix:///var/run/docker.sock\"",
+        "docker = \"ssh://deploy@docker.example\"\nssh_key = \"keys/deploy\"",
+    );
+    let source = Source::new(Path::new("/srv/deckhand/config/deckhand.toml"), ssh.clone());
+    let config = Config::from_source(&source).expect("valid");
+    assert_eq!(
+        config.environments["staging"].host.ssh_key.as_deref(),
+        Some(Path::new("/srv/deckhand/config/keys/deploy"))
+    );
+    check(
+        &ssh.replace("deploy@docker.example", "deploy@docker.example:2222"),
+        &[
+            "config/deckhand.toml:15: hosts.local.docker: port 2222 cannot be used here: the SSH transport reaches port 22 only; give the host a `Host` entry with `Port 2222` in ~/.ssh/config and use ssh://USER@THAT-ALIAS",
+        ],
+    );
+    check(
+        &VALID.replace(
+            "docker = \"unix:///var/run/docker.sock\"",
+            "docker = \"unix:///var/run/docker.sock\"\nssh_key = \"keys/deploy\"",
+        ),
+        &["config/deckhand.toml:16: hosts.local.ssh_key: an SSH key applies only to ssh:// hosts"],
     );
 }
 

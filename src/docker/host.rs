@@ -23,6 +23,8 @@ pub struct HostSpec {
     pub endpoint: String,
     /// Client certificates for `tcp://` endpoints that require TLS.
     pub tls: Option<TlsFiles>,
+    /// Private key for `ssh://` endpoints; without one, ssh's own configuration decides.
+    pub ssh_key: Option<PathBuf>,
     /// Time limit for each Docker API call.
     pub timeout: Duration,
 }
@@ -78,9 +80,9 @@ impl DockerHost {
     ///
     /// # Errors
     ///
-    /// [`DockerError::Unreachable`] when nothing answers, [`DockerError::InvalidEndpoint`]
-    /// for an endpoint or TLS file that cannot be used, [`DockerError::Unsupported`] for
-    /// `ssh://` endpoints.
+    /// [`DockerError::Unreachable`] when nothing answers (for `ssh://`, also when the SSH
+    /// session cannot be opened), [`DockerError::InvalidEndpoint`] for an endpoint or TLS
+    /// file that cannot be used.
     pub async fn connect(spec: &HostSpec) -> Result<DockerHost, DockerError> {
         let started = Instant::now();
         let docker = client_for(spec)?;
@@ -302,13 +304,22 @@ fn client_for(spec: &HostSpec) -> Result<Docker, DockerError> {
                 "https:// needs TLS client files (ca, cert, key)".to_string(),
             ));
         }
-        ("ssh", _) => {
-            return Err(DockerError::Unsupported {
-                what: format!("Docker endpoint \"{}\"", spec.endpoint),
-                reason: "this build has no SSH transport (bollard's \"ssh\" feature is off); \
-                         expose the engine on tcp:// with TLS client certificates instead"
-                    .to_string(),
-            });
+        // bollard runs `docker system dial-stdio` on the host over an OpenSSH session
+        // (the system's ssh client, in batch mode: keys or agent, never a password
+        // prompt; a host seen for the first time is added to known_hosts, a changed
+        // host key is refused).
+        ("ssh", None) => Docker::connect_with_ssh(
+            &spec.endpoint,
+            header_timeout,
+            version,
+            spec.ssh_key
+                .as_ref()
+                .map(|path| path.to_string_lossy().into_owned()),
+        ),
+        ("ssh", Some(_)) => {
+            return Err(invalid(
+                "TLS client files apply only to tcp:// endpoints".to_string(),
+            ));
         }
         (other, _) => {
             return Err(invalid(format!(
@@ -388,6 +399,7 @@ mod tests {
             name: "test".to_string(),
             endpoint: endpoint.to_string(),
             tls: None,
+            ssh_key: None,
             timeout: Duration::from_secs(5),
         }
     }
@@ -399,12 +411,6 @@ mod tests {
 
     #[test]
     fn refuses_unusable_endpoints() {
-        check_refused(
-            "ssh://deploy@staging",
-            "Docker endpoint \"ssh://deploy@staging\" is not supported: this build has no SSH \
-             transport (bollard's \"ssh\" feature is off); expose the engine on tcp:// with TLS \
-             client certificates instead",
-        );
         check_refused(
             "ftp://x",
             "invalid Docker endpoint \"ftp://x\": unknown scheme \"ftp\"; expected unix://, tcp:// or ssh://",

@@ -84,6 +84,7 @@ fn spec_of(host: &Host) -> HostSpec {
             cert: tls.cert.clone(),
             key: tls.key.clone(),
         }),
+        ssh_key: host.ssh_key.clone(),
         timeout: host.timeout,
     }
 }

@@ -33,7 +33,7 @@ fn broken_config_lists_every_problem_with_file_and_line() {
     assert_eq!(
         stdout(&output),
         format!(
-            "{config}:78: unknown field `tls_verify`, expected one of `docker`, `tls`, `timeout`\n1 problem(s) found\n"
+            "{config}:78: unknown field `tls_verify`, expected one of `docker`, `tls`, `ssh_key`, `timeout`\n1 problem(s) found\n"
         )
     );
     assert_eq!(output.status.code(), Some(1));

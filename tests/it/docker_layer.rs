@@ -89,6 +89,7 @@ async fn an_unreachable_tcp_host_says_so() {
         name: "prod-1".to_string(),
         endpoint: format!("tcp://127.0.0.1:{port}"),
         tls: None,
+        ssh_key: None,
         timeout: Duration::from_secs(5),
     };
     let error = DockerHost::connect(&spec)
@@ -97,6 +98,60 @@ async fn an_unreachable_tcp_host_says_so() {
     assert_eq!(
         error.to_string(),
         format!("Docker host tcp://127.0.0.1:{port} unreachable (connection refused)")
+    );
+}
+
+#[tokio::test]
+async fn ssh_endpoints_reach_the_engine_through_openssh() {
+    let docker = TestDocker::start("ssh_endpoints_reach_the_engine").await;
+    let name = docker.unique("seen-over-ssh");
+    docker
+        .run(
+            &name,
+            bollard::models::ContainerCreateBody {
+                image: Some("deckhand-demo/ide:v1".to_string()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let sshd = crate::support::sshd::TestSshd::start();
+    let spec = HostSpec {
+        name: "over-ssh".to_string(),
+        endpoint: sshd.endpoint(),
+        tls: None,
+        ssh_key: Some(sshd.client_key.clone()),
+        timeout: Duration::from_secs(20),
+    };
+    let host = DockerHost::connect(&spec)
+        .await
+        .expect("connects through sshd and `docker system dial-stdio`");
+    assert_eq!(host.api_version(), "1.41", "negotiated like a local engine");
+    let seen = host
+        .inspect(&name)
+        .await
+        .expect("the container started here is seen over SSH");
+    assert_eq!(seen.name, name);
+
+    let stranger = tempfile::tempdir().expect("a temporary folder");
+    let other_key = stranger.path().join("other_key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+    let refused = HostSpec {
+        ssh_key: Some(other_key),
+        ..spec
+    };
+    let error = DockerHost::connect(&refused)
+        .await
+        .expect_err("a key sshd does not accept is refused");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("Docker host ssh://root@127.0.0.22 unreachable (")
+            && message.contains("Permission denied (publickey)"),
+        "{message}"
     );
 }
 
@@ -111,6 +166,7 @@ async fn tls_endpoints_present_the_client_certificate() {
             cert: endpoint.files.join("cert.pem"),
             key: endpoint.files.join("key.pem"),
         }),
+        ssh_key: None,
         timeout: Duration::from_secs(5),
     };
     let host = DockerHost::connect(&spec)

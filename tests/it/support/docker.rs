@@ -37,6 +37,7 @@ pub fn local_spec() -> HostSpec {
         name: "local".to_string(),
         endpoint: "unix:///var/run/docker.sock".to_string(),
         tls: None,
+        ssh_key: None,
         timeout: Duration::from_secs(30),
     }
 }

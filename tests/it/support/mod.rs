@@ -17,6 +17,7 @@ pub mod discord_peer;
 pub mod docker;
 pub mod pagerduty_peer;
 pub mod slack_peer;
+pub mod sshd;
 pub mod workspace;
 
 use std::net::SocketAddr;
