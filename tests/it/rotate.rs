@@ -59,6 +59,27 @@ async fn secrets_rotate_without_ever_being_shown() {
     );
     assert!(!text.contains("failed"), "{text}");
 
+    let served = deckhand::diagnose::inspect_certificate(
+        &deckhand::config::TlsEndpoint {
+            connect: demo
+                .staging_url(18443)
+                .trim_start_matches("http://")
+                .to_string(),
+            name: "localhost".to_string(),
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("nginx serves the new certificate");
+    assert!(
+        served.matches_name && served.dns_names == ["localhost"],
+        "the new certificate names localhost in subjectAltName: {served:?}"
+    );
+    assert!(
+        (served.not_after - served.not_before).num_days() >= 89,
+        "valid for the configured 90 days: {served:?}"
+    );
+
     let after = demo.host.find_containers(&selector).await.expect("lists");
     let env_after = demo.host.env_of(&after[0].id).await.expect("env");
     let jwt = backend_env(&env_after, "JWT_SECRET");

@@ -339,6 +339,11 @@ async fn rotate_certificate(
     let key = format!("{}/key.pem", ssl.dir);
     let days = ssl.days.to_string();
     let subject = format!("/CN={}", ssl.common_name);
+    // Clients match host names against subjectAltName only, never the CN.
+    let alt_name = match ssl.common_name.parse::<std::net::IpAddr>() {
+        Ok(_) => format!("subjectAltName=IP:{}", ssl.common_name),
+        Err(_) => format!("subjectAltName=DNS:{}", ssl.common_name),
+    };
     run_ok(
         host,
         id,
@@ -354,6 +359,8 @@ async fn rotate_certificate(
             &days,
             "-subj",
             &subject,
+            "-addext",
+            &alt_name,
             "-keyout",
             &format!("{key}.next"),
             "-out",
