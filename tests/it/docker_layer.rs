@@ -702,7 +702,9 @@ async fn run_once_reports_the_exit_code_and_last_lines_and_cleans_up() {
     docker.run(&name, body).await;
     let like = docker.host.inspect(&name).await.expect("inspects");
 
-    let script = "for i in $(seq 1 30); do echo line $i; done; \
+    // Docker copies stdout and stderr separately, so their relative order holds only
+    // when one pauses before the other writes.
+    let script = "for i in $(seq 1 30); do echo line $i; done; sleep 0.5; \
                   echo \"FOO=$FOO APP_VERSION=$APP_VERSION net=$(hostname -i | wc -w)\" >&2; exit 7";
     let output = docker
         .host
