@@ -408,7 +408,7 @@ async fn rotate_certificate(
         )));
     }
     run_ok(host, id, "nginx -s reload", &["nginx", "-s", "reload"]).await?;
-    let served = served_fingerprint(host, id, &ssl.common_name).await;
+    let served = served_fingerprint(host, id, &ssl.common_name, &new_fingerprint).await;
     if served.trim() != new_fingerprint.trim() {
         return Err(ExecError::Failed(format!(
             "{} still serves another certificate after the reload ({})",
@@ -434,19 +434,25 @@ async fn rotate_certificate(
     )))
 }
 
-/// The fingerprint of the certificate the proxy serves on 443, polled
-/// briefly since nginx reloads its workers asynchronously.
-async fn served_fingerprint(host: &DockerHost, container: &str, common_name: &str) -> String {
+/// The fingerprint of the certificate the proxy serves on 443, polled for up
+/// to 10 s until it is `expected`: nginx reloads its workers asynchronously,
+/// so the old certificate may be served for a moment after the reload.
+async fn served_fingerprint(
+    host: &DockerHost,
+    container: &str,
+    common_name: &str,
+    expected: &str,
+) -> String {
     // A fixed pipeline; the only value in it is the configured common name,
     // which config validation limits to host name characters.
     let script = format!(
         "echo | openssl s_client -connect 127.0.0.1:443 -servername {common_name} 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
     );
     let mut last = String::new();
-    for _attempt in 0..20 {
+    for _attempt in 0..40 {
         if let Ok(output) = run_in(host, container, &["sh", "-c", &script]).await {
             last = output.stdout_text();
-            if !last.trim().is_empty() {
+            if last.trim() == expected.trim() {
                 return last;
             }
         }
