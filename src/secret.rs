@@ -16,6 +16,15 @@ impl Secret {
         Secret(value.into())
     }
 
+    /// The value of the environment variable `variable`, unless it is unset
+    /// or blank (config names variables; the values never enter config).
+    pub fn from_env(variable: &str) -> Option<Secret> {
+        std::env::var(variable)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+            .map(Secret)
+    }
+
     /// Returns the secret value. Every call site is a place where the value
     /// leaves Deckhand's protection, so keep them few and obvious.
     pub fn expose(&self) -> &str {

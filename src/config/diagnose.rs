@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::raw::{RawDiagnose, RawMigrations, RawTlsEndpoint};
-use super::{Service, ServiceKind, join_names};
+use super::{Service, ServiceKind};
 use crate::names::ServiceName;
 use crate::problem::{KeyPath, Problems, Source};
 
@@ -257,21 +257,16 @@ fn check_upstreams(
 ) -> Vec<ServiceName> {
     let mut checked = Vec::new();
     for (upstream_idx, upstream) in upstreams.iter().enumerate() {
-        match services.get(upstream.as_str()) {
+        let path = key.index(upstream_idx);
+        match super::known_service(source, &path, upstream, services, problems) {
             Some(service) if service.kind == ServiceKind::Nginx => {
                 problems.0.push(source.problem(
-                    &key.index(upstream_idx),
+                    &path,
                     format!("\"{upstream}\" is the proxy itself, not one of its upstreams"),
                 ));
             }
             Some(service) => checked.push(service.name.clone()),
-            None => problems.0.push(source.problem(
-                &key.index(upstream_idx),
-                format!(
-                    "no service named \"{upstream}\" in this environment (defined: {})",
-                    join_names(services.keys().map(ServiceName::as_str))
-                ),
-            )),
+            None => {}
         }
     }
     checked
@@ -285,19 +280,14 @@ fn check_migrations(
     problems: &mut Problems,
 ) -> Option<MigrationStatus> {
     let before = problems.0.len();
-    let service = services
-        .get(raw.service.as_str())
-        .map(|service| service.name.clone());
-    if service.is_none() {
-        problems.0.push(source.problem(
-            &key.key("service"),
-            format!(
-                "no service named \"{}\" in this environment (defined: {})",
-                raw.service,
-                join_names(services.keys().map(ServiceName::as_str))
-            ),
-        ));
-    }
+    let service = super::known_service(
+        source,
+        &key.key("service"),
+        &raw.service,
+        services,
+        problems,
+    )
+    .map(|service| service.name.clone());
     if raw.command.is_empty() {
         problems
             .0

@@ -575,6 +575,27 @@ fn check_discord(
     })
 }
 
+/// The environment's service `name`; a problem at `key` when it has none.
+fn known_service<'s>(
+    source: &Source,
+    key: &KeyPath,
+    name: &str,
+    services: &'s BTreeMap<ServiceName, Service>,
+    problems: &mut Problems,
+) -> Option<&'s Service> {
+    let found = services.get(name);
+    if found.is_none() {
+        problems.0.push(source.problem(
+            key,
+            format!(
+                "no service named \"{name}\" in this environment (defined: {})",
+                join_names(services.keys().map(ServiceName::as_str))
+            ),
+        ));
+    }
+    found
+}
+
 /// The positive duration `text` at `key`, or `default` when there is none.
 /// A value that is not one is recorded as a problem and gives `None`.
 fn check_duration(
@@ -993,18 +1014,8 @@ fn check_rotation(
     problems: &mut Problems,
 ) -> Rotation {
     let key = env_key.key("rotation");
-    let known = join_names(services.keys().map(ServiceName::as_str));
     let mut service = |path: KeyPath, name: &str| -> Option<ServiceName> {
-        match services.get(name) {
-            Some(service) => Some(service.name.clone()),
-            None => {
-                problems.0.push(source.problem(
-                    &path,
-                    format!("no service named \"{name}\" here (defined: {known})"),
-                ));
-                None
-            }
-        }
+        known_service(source, &path, name, services, problems).map(|service| service.name.clone())
     };
     let jwt = raw.jwt.as_ref().and_then(|jwt| {
         Some(EnvSecret {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use crate::config::{Environment, Selector, Service, ServiceKind};
+use crate::config::{Environment, Service, ServiceKind};
 use crate::docker::{ContainerInfo, DockerHost, Exec, ExecOutput, ServiceSelector};
 use crate::store::Store;
 
@@ -190,7 +190,7 @@ pub async fn discover<'a>(
 ) -> Vec<ServiceContainers<'a>> {
     let limit = environment.diagnose.timeout;
     join_all(environment.services.values().map(|service| async move {
-        let selector = selector_of(service);
+        let selector = ServiceSelector::from(&service.selector);
         let containers = match tokio::time::timeout(limit, host.find_containers(&selector)).await {
             Ok(Ok(containers)) => Ok(containers),
             Ok(Err(error)) => Err(error.to_string()),
@@ -348,17 +348,6 @@ fn describe_state(container: &ContainerInfo) -> String {
             format!("{}, exit code {code}", state.status)
         }
         _ => state.status.clone(),
-    }
-}
-
-/// How the Docker layer finds a service's containers.
-pub fn selector_of(service: &Service) -> ServiceSelector {
-    match &service.selector {
-        Selector::Compose { project, service } => ServiceSelector::Compose {
-            project: project.clone(),
-            service: service.clone(),
-        },
-        Selector::Container(name) => ServiceSelector::Container { name: name.clone() },
     }
 }
 

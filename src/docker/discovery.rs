@@ -30,6 +30,21 @@ pub enum ServiceSelector {
     },
 }
 
+impl From<&crate::config::Selector> for ServiceSelector {
+    /// How the Docker layer finds the containers of a configured service.
+    fn from(selector: &crate::config::Selector) -> ServiceSelector {
+        match selector {
+            crate::config::Selector::Compose { project, service } => ServiceSelector::Compose {
+                project: project.clone(),
+                service: service.clone(),
+            },
+            crate::config::Selector::Container(name) => {
+                ServiceSelector::Container { name: name.clone() }
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for ServiceSelector {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -115,13 +115,10 @@ impl Connection {
 }
 
 fn read_variable(variable: &str, key: &'static str) -> Result<Secret, PagerDutyError> {
-    match std::env::var(variable) {
-        Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
-        _ => Err(PagerDutyError::MissingVariable {
-            variable: variable.to_string(),
-            key,
-        }),
-    }
+    Secret::from_env(variable).ok_or_else(|| PagerDutyError::MissingVariable {
+        variable: variable.to_string(),
+        key,
+    })
 }
 
 /// Handles one verified webhook. A started diagnosis runs in the background; this

@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use crate::catalog::{ArgPosition, ArgSpec, Catalog, CommandSpec, Rule, describe_rule};
 use crate::config::Config;
 
+use super::render::truncate;
+
 /// Discord's limit on choices per option.
 const MAX_CHOICES: usize = 25;
 /// Discord's limit on descriptions, in characters.
@@ -424,15 +426,6 @@ fn text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]

@@ -45,24 +45,16 @@ pub(super) async fn on_interaction(
             respond(discord, ping.id, &ping.token, &render::pong()).await;
         }
         dc::Interaction::Autocomplete(autocomplete) => {
-            let reply = not_handled("autocomplete");
-            respond(
+            not_handled(
                 discord,
                 autocomplete.id,
                 &autocomplete.token,
-                &render::ephemeral_response(&reply),
+                "autocomplete",
             )
             .await;
         }
         dc::Interaction::Modal(modal) => {
-            let reply = not_handled("forms");
-            respond(
-                discord,
-                modal.id,
-                &modal.token,
-                &render::ephemeral_response(&reply),
-            )
-            .await;
+            not_handled(discord, modal.id, &modal.token, "forms").await;
         }
         _ => tracing::warn!(
             platform = "discord",
@@ -80,12 +72,14 @@ fn internal_failure() -> Reply {
     Reply::new("Request failed", Tone::Failure, INTERNAL_FAILURE)
 }
 
-fn not_handled(what: &str) -> Reply {
-    Reply::new(
+/// Answers, privately, an interaction of a kind Deckhand does not use.
+async fn not_handled(discord: &Discord, id: dc::InteractionId, token: &str, what: &str) {
+    let reply = Reply::new(
         "Not handled",
         Tone::Failure,
         format!("Deckhand does not use {what}; type a slash command"),
-    )
+    );
+    respond(discord, id, token, &render::ephemeral_response(&reply)).await;
 }
 
 async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, received: Instant) {

@@ -82,10 +82,9 @@ impl Options {
     /// # Errors
     /// When the variable is unset or empty.
     pub fn from_env(settings: &DiscordSettings) -> Result<Options, DiscordError> {
-        match std::env::var(&settings.token_env) {
-            Ok(token) if !token.trim().is_empty() => Ok(Options::with_token(Secret::new(token))),
-            _ => Err(DiscordError::MissingToken(settings.token_env.clone())),
-        }
+        Secret::from_env(&settings.token_env)
+            .map(Options::with_token)
+            .ok_or_else(|| DiscordError::MissingToken(settings.token_env.clone()))
     }
 }
 

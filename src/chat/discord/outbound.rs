@@ -29,7 +29,7 @@ use serenity::model::id::{ChannelId, MessageId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::rest::{RestError, wait_before_retry};
+use super::rest::{Rest, RestError, wait_before_retry};
 use super::{Discord, InteractionRef, render};
 use crate::chat::{Outbound, Reply, approval};
 use crate::names::Platform;
@@ -420,30 +420,13 @@ impl Worker {
                 )
                 .await
             }
-            Target::Channel(message) => match snowflake::<ChannelId>(&message.channel_id) {
-                Ok(channel_id) => {
-                    let body = render::detail_message(text, Some(&message.message_id));
-                    rest.send_retrying(
-                        dh::LightMethod::Post,
-                        dh::Route::ChannelMessages { channel_id },
-                        Some(&body),
-                    )
-                    .await
-                }
-                Err(error) => Err(error),
-            },
-            Target::New | Target::Unresolved => match snowflake::<ChannelId>(&self.channel) {
-                Ok(channel_id) => {
-                    let body = render::detail_message(text, None);
-                    rest.send_retrying(
-                        dh::LightMethod::Post,
-                        dh::Route::ChannelMessages { channel_id },
-                        Some(&body),
-                    )
-                    .await
-                }
-                Err(error) => Err(error),
-            },
+            Target::Channel(message) => {
+                let body = render::detail_message(text, Some(&message.message_id));
+                post_in_channel(rest, &message.channel_id, &body).await
+            }
+            Target::New | Target::Unresolved => {
+                post_in_channel(rest, &self.channel, &render::detail_message(text, None)).await
+            }
         };
         if let Err(error) = result {
             tracing::error!(platform = "discord", op_id = self.op_id, error = %error, "cannot post a step's output");
@@ -520,20 +503,10 @@ async fn send_private(discord: &Discord, channel: &str, user_id: &str, reply: &R
                 )
                 .await
         }
-        None => match snowflake::<ChannelId>(channel) {
-            Ok(channel_id) => {
-                let body = render::addressed_message(user_id, reply);
-                discord
-                    .rest
-                    .send_retrying(
-                        dh::LightMethod::Post,
-                        dh::Route::ChannelMessages { channel_id },
-                        Some(&body),
-                    )
-                    .await
-            }
-            Err(error) => Err(error),
-        },
+        None => {
+            let body = render::addressed_message(user_id, reply);
+            post_in_channel(&discord.rest, channel, &body).await
+        }
     };
     if let Err(error) = result {
         tracing::error!(platform = "discord", error = %error, "cannot send a private message");
@@ -545,18 +518,8 @@ fn spawn_audit(discord: Arc<Discord>) -> mpsc::UnboundedSender<(String, String)>
     let (sender, mut lines) = mpsc::unbounded_channel::<(String, String)>();
     tokio::spawn(async move {
         while let Some((channel, text)) = lines.recv().await {
-            let result = match snowflake::<ChannelId>(&channel) {
-                Ok(channel_id) => discord
-                    .rest
-                    .send_retrying(
-                        dh::LightMethod::Post,
-                        dh::Route::ChannelMessages { channel_id },
-                        Some(&render::audit_message(&text)),
-                    )
-                    .await
-                    .map(|_| ()),
-                Err(error) => Err(error),
-            };
+            let result =
+                post_in_channel(&discord.rest, &channel, &render::audit_message(&text)).await;
             if let Err(error) = result {
                 tracing::error!(platform = "discord", channel = %channel, error = %error, "cannot post to the audit channel");
             }
@@ -578,6 +541,19 @@ fn message_ref(answer: Option<&Value>) -> Result<MessageRef, RestError> {
             "the message object has no id or channel_id".to_string(),
         )),
     }
+}
+
+/// Posts `body` as a new message in `channel`, retrying after rate limits.
+async fn post_in_channel(
+    rest: &Rest,
+    channel: &str,
+    body: &Value,
+) -> Result<Option<Value>, RestError> {
+    let route = dh::Route::ChannelMessages {
+        channel_id: snowflake::<ChannelId>(channel)?,
+    };
+    rest.send_retrying(dh::LightMethod::Post, route, Some(body))
+        .await
 }
 
 fn snowflake<T: std::str::FromStr>(text: &str) -> Result<T, RestError> {

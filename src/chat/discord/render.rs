@@ -330,7 +330,7 @@ pub fn escape_markdown(text: &str) -> String {
 }
 
 /// Cuts `text` to `max` characters, ending with "…" when cut.
-fn truncate(text: &str, max: usize) -> String {
+pub(super) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }

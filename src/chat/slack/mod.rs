@@ -95,12 +95,7 @@ impl SlackTokens {
     /// # Errors
     /// A variable the mode needs is unset or empty.
     pub fn from_env(settings: &SlackSettings) -> Result<SlackTokens, SlackError> {
-        let read = |var: &str| {
-            std::env::var(var)
-                .ok()
-                .filter(|value| !value.trim().is_empty())
-                .map(Secret::new)
-        };
+        let read = Secret::from_env;
         let require = |var: &str, what: &'static str| {
             read(var).ok_or_else(|| SlackError::MissingToken {
                 var: var.to_string(),

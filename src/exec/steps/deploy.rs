@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::catalog::SmokeCheck;
-use crate::config::{Environment, Selector, Service};
+use crate::config::{Environment, Service};
 use crate::docker::{
     ContainerInfo, DockerHost, HealthOutcome, Recreated, RegistryAuth, RunOnce, ServiceSelector,
 };
@@ -65,24 +65,13 @@ pub fn service_arg<'a>(
     Ok((environment, service(environment, name.as_str())?))
 }
 
-/// How the Docker layer finds a service's containers.
-pub fn selector(service: &Service) -> ServiceSelector {
-    match &service.selector {
-        Selector::Compose { project, service } => ServiceSelector::Compose {
-            project: project.clone(),
-            service: service.clone(),
-        },
-        Selector::Container(name) => ServiceSelector::Container { name: name.clone() },
-    }
-}
-
 /// A service's containers, or an error saying none were found.
 pub async fn containers_of(
     host: &DockerHost,
     environment: &Environment,
     service: &Service,
 ) -> Result<Vec<ContainerInfo>, ExecError> {
-    let selector = selector(service);
+    let selector = ServiceSelector::from(&service.selector);
     let containers = host
         .find_containers(&selector)
         .await
@@ -639,7 +628,10 @@ pub async fn settle_leftovers(
         let Some(service) = environment.services.get(change.service.as_str()) else {
             continue;
         };
-        let leftovers = match host.find_leftovers(&selector(service)).await {
+        let leftovers = match host
+            .find_leftovers(&ServiceSelector::from(&service.selector))
+            .await
+        {
             Ok(leftovers) => leftovers,
             Err(error) => {
                 lines.push(format!("could not check {}: {error}", service.name));

@@ -2,11 +2,11 @@
 //! (`redis-cli FLUSHALL` in the Redis container). The plan says how many keys it would
 //! clear; the command file's warning and its policy make sure someone else agrees first.
 
+use crate::docker::ServiceSelector;
 use std::time::Duration;
 
 use crate::app::App;
 use crate::config::Environment;
-use crate::diagnose::selector_of;
 use crate::docker::{ContainerInfo, DockerHost, Exec};
 use crate::exec::{ExecError, OperationInput, Plan};
 
@@ -76,7 +76,7 @@ async fn redis_container(
     };
     let host = app.hosts.get(environment.name.as_str()).await?;
     let containers = host
-        .find_containers(&selector_of(service_spec))
+        .find_containers(&ServiceSelector::from(&service_spec.selector))
         .await
         .map_err(|error| ExecError::Failed(error.chain()))?;
     let container = containers

@@ -13,7 +13,8 @@ use crate::exec::{ExecError, OperationInput, busy_message, held_message};
 use crate::probe;
 
 use super::StepOutcome;
-use super::deploy::{environment, selector};
+use super::deploy::environment;
+use crate::docker::ServiceSelector;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,7 +32,7 @@ pub async fn health(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome
     let mut unhealthy = 0;
     for service in environment.services.values() {
         let containers = host
-            .find_containers(&selector(service))
+            .find_containers(&ServiceSelector::from(&service.selector))
             .await
             .map_err(|error| ExecError::Failed(error.to_string()))?;
         let endpoints = probe_endpoints(service).await;
@@ -170,7 +171,7 @@ async fn service_line(
     now: DateTime<Utc>,
 ) -> Result<String, ExecError> {
     let containers = host
-        .find_containers(&selector(service))
+        .find_containers(&ServiceSelector::from(&service.selector))
         .await
         .unwrap_or_default();
     let running = containers

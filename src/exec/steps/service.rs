@@ -1,6 +1,7 @@
 //! `/service start|stop|restart|status ENV SERVICE`: the lifecycle of any
 //! declared service, such as the runbook's Web IDE and git web browser.
 
+use crate::docker::ServiceSelector;
 use std::time::Duration;
 
 use crate::app::App;
@@ -58,7 +59,7 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
     }
     let mut output = Vec::new();
     for container in host
-        .find_containers(&super::deploy::selector(service))
+        .find_containers(&ServiceSelector::from(&service.selector))
         .await
         .unwrap_or_default()
     {
