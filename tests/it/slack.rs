@@ -257,6 +257,12 @@ impl Harness {
         .await;
     }
 
+    /// `user` puts ✅ on the message at `ts`, over HTTP.
+    async fn check_mark(&self, user: &str, ts: &str) {
+        self.reaction(Mode::Http, "reaction_added", user, "white_check_mark", ts)
+            .await;
+    }
+
     /// A button click over HTTP.
     async fn click(&self, user: &str, message: &SlackMessage, action_id: &str) {
         let payload = click_payload(user, message, action_id);
@@ -621,15 +627,7 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
 
     // The requester's own ✅ is answered and changes nothing.
     let n_versions = pending.history.len();
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            CAROL,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(CAROL, &message.ts).await;
     harness.wait_for_ephemeral(CAROL, "✗").await;
     harness.settle().await;
     assert_eq!(harness.state_of(op_id).await, OpState::Pending);
@@ -643,43 +641,19 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
     );
 
     // Someone without the role: answered, nothing changes.
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            ERIN,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(ERIN, &message.ts).await;
     harness.wait_for_ephemeral(ERIN, "✗").await;
     assert_eq!(harness.state_of(op_id).await, OpState::Pending);
 
     // A ✅ on some other message is answered and approves nothing.
     let other_ts = harness.peer.seed_message(CHANNEL, ALICE, "lunch?");
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            DAVE,
-            "white_check_mark",
-            &other_ts,
-        )
-        .await;
+    harness.check_mark(DAVE, &other_ts).await;
     harness
         .wait_for_ephemeral(DAVE, "not an approval request")
         .await;
 
     // An approver's ✅ counts and the message says who approved.
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            DAVE,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(DAVE, &message.ts).await;
     harness.wait_for_ephemeral(DAVE, "you approved").await;
     let approved = harness
         .wait_for_text(&message.ts, "approved by: @dave")
@@ -689,15 +663,7 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
 
     // The second approval comes from a user group member config does not
     // list: the group grants the role.
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            GRACE,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(GRACE, &message.ts).await;
     harness.wait_for_ephemeral(GRACE, "it starts now").await;
     let state = harness
         .wait_for_state(
@@ -734,15 +700,7 @@ async fn a_cross_reaction_rejects_and_removing_a_check_withdraws() {
         .wait_for_text(&message.ts, "awaiting approval")
         .await;
 
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            DAVE,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(DAVE, &message.ts).await;
     harness
         .wait_for_text(&message.ts, "approved by: @dave")
         .await;
@@ -776,15 +734,7 @@ async fn a_cross_reaction_rejects_and_removing_a_check_withdraws() {
         "no buttons once rejected"
     );
     // A late ✅ is answered and changes nothing.
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            BOB,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(BOB, &message.ts).await;
     harness.wait_for_ephemeral(BOB, "✗").await;
     assert_eq!(harness.state_of(op_id).await, OpState::Rejected);
 }
@@ -844,15 +794,7 @@ async fn an_expired_request_says_so_and_late_approvals_change_nothing() {
 
     harness.click(DAVE, &pending, "deckhand_approve").await;
     harness.wait_for_ephemeral(DAVE, "✗").await;
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            DAVE,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(DAVE, &message.ts).await;
     wait_for("two refusals for dave", DEADLINE, || {
         (harness
             .peer
@@ -1045,15 +987,7 @@ async fn a_rate_limited_edit_waits_for_retry_after_and_still_lands() {
         1,
         SlackReply::Error("internal_error".to_string()),
     );
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            DAVE,
-            "white_check_mark",
-            &message.ts,
-        )
-        .await;
+    harness.check_mark(DAVE, &message.ts).await;
     harness
         .wait_for_text(&message.ts, "approved by: @dave")
         .await;
@@ -1331,28 +1265,12 @@ async fn a_production_rollback_waits_for_an_approvers_reaction_not_the_requester
         "the plan, from what to what: {text}"
     );
 
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            ALICE,
-            "white_check_mark",
-            &rollback.ts,
-        )
-        .await;
+    harness.check_mark(ALICE, &rollback.ts).await;
     harness.wait_for_ephemeral(ALICE, "✗").await;
     harness.settle().await;
     assert_eq!(harness.state_of(rollback_id).await, OpState::Pending);
 
-    harness
-        .reaction(
-            Mode::Http,
-            "reaction_added",
-            BOB,
-            "white_check_mark",
-            &rollback.ts,
-        )
-        .await;
+    harness.check_mark(BOB, &rollback.ts).await;
     harness
         .wait_for_ephemeral(BOB, &format!("you approved #{rollback_id}"))
         .await;

@@ -108,12 +108,12 @@ async fn probe_endpoints(service: &crate::config::Service) -> Vec<(bool, String)
     let Some(base) = &service.url else {
         return Vec::new();
     };
-    let mut results = Vec::new();
-    for path in &service.health {
+    // At once: a slow endpoint should not add its timeout to the others'.
+    futures_util::future::join_all(service.health.iter().map(|path| async move {
         let result = probe::probe(&format!("{base}{path}"), PROBE_TIMEOUT).await;
-        results.push((result.is_success(), format!("{path} {}", result.describe())));
-    }
-    results
+        (result.is_success(), format!("{path} {}", result.describe()))
+    }))
+    .await
 }
 
 /// `/status [ENV]`: what runs where.
