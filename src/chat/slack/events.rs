@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -51,24 +51,34 @@ struct Endpoints {
     signing_secret: Secret,
 }
 
-impl Endpoints {
-    /// The signature check every handler starts with.
-    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Verified<Bytes>, Box<Response>> {
-        let now = self.context.app.now().timestamp();
-        verify::verify_slack(
-            headers,
-            body,
-            self.signing_secret.expose().as_bytes(),
-            now,
-        )
-        .map_err(|error| {
-            self.context
-                .app
-                .metrics
-                .count("deckhand_slack_requests_refused_total", ("reason", reason_of(&error)));
-            tracing::warn!(platform = "slack", error = %error, "refused an unverified slack request");
-            Box::new((StatusCode::UNAUTHORIZED, format!("refused: {error}")).into_response())
-        })
+/// A request body whose Slack signature checked out: the extractor every
+/// handler takes, so nothing reads a request before it is verified.
+struct Signed(Verified<Bytes>);
+
+impl FromRequest<Arc<Endpoints>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: Request,
+        endpoints: &Arc<Endpoints>,
+    ) -> Result<Signed, Response> {
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, endpoints)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let now = endpoints.context.app.now().timestamp();
+        let secret = endpoints.signing_secret.expose().as_bytes();
+        match verify::verify_slack(&headers, body, secret, now) {
+            Ok(verified) => Ok(Signed(verified)),
+            Err(error) => {
+                endpoints.context.app.metrics.count(
+                    "deckhand_slack_requests_refused_total",
+                    ("reason", reason_of(&error)),
+                );
+                tracing::warn!(platform = "slack", error = %error, "refused an unverified slack request");
+                Err((StatusCode::UNAUTHORIZED, format!("refused: {error}")).into_response())
+            }
+        }
     }
 }
 
@@ -89,15 +99,7 @@ fn reason_of(error: &verify::VerifyError) -> &'static str {
     }
 }
 
-async fn commands(
-    State(endpoints): State<Arc<Endpoints>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let verified = match endpoints.verify(&headers, body) {
-        Ok(verified) => verified,
-        Err(refused) => return *refused,
-    };
+async fn commands(State(endpoints): State<Arc<Endpoints>>, Signed(verified): Signed) -> Response {
     let form = form_fields(verified.as_ref());
     if field(&form, "ssl_check") == Some("1") {
         return StatusCode::OK.into_response();
@@ -116,13 +118,8 @@ async fn commands(
 
 async fn interactions(
     State(endpoints): State<Arc<Endpoints>>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(verified): Signed,
 ) -> Response {
-    let verified = match endpoints.verify(&headers, body) {
-        Ok(verified) => verified,
-        Err(refused) => return *refused,
-    };
     let form = form_fields(verified.as_ref());
     let Some(payload) = field(&form, "payload") else {
         return bad_request("cannot read the interaction: missing \"payload\"");
@@ -136,12 +133,8 @@ async fn interactions(
 async fn events(
     State(endpoints): State<Arc<Endpoints>>,
     headers: HeaderMap,
-    body: Bytes,
+    Signed(verified): Signed,
 ) -> Response {
-    let verified = match endpoints.verify(&headers, body) {
-        Ok(verified) => verified,
-        Err(refused) => return *refused,
-    };
     let event = match serde_json::from_slice::<sm::SlackPushEvent>(verified.as_ref()) {
         Ok(event) => event,
         Err(error) => return bad_request(&format!("cannot read the event: {error}")),
