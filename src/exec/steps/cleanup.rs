@@ -164,9 +164,7 @@ async fn target<'a>(
     app: &App,
     input: &OperationInput<'a>,
 ) -> Result<(&'a Environment, DockerHost), ExecError> {
-    let environment = input
-        .env
-        .ok_or_else(|| ExecError::Failed("/cleanup needs an environment".to_string()))?;
+    let environment = super::deploy::environment(input)?;
     let host = app.hosts.get(environment.name.as_str()).await?;
     Ok((environment, host))
 }

@@ -23,9 +23,7 @@ pub async fn run(
     operation: &OperationRecord,
     input: &OperationInput<'_>,
 ) -> Result<StepOutcome, ExecError> {
-    let environment = input
-        .env
-        .ok_or_else(|| ExecError::Failed("/diagnose needs an environment".to_string()))?;
+    let environment = super::deploy::environment(input)?;
     let env = environment.name.as_str();
     let checks: &[Check] = match input.action.args.text("symptom") {
         Some(name) => Symptom::from_name(name)

@@ -11,10 +11,7 @@ use crate::store::{Hold, HoldKind, OperationRecord};
 use super::StepOutcome;
 
 fn env_name(input: &OperationInput<'_>) -> Result<String, ExecError> {
-    input
-        .env
-        .map(|environment| environment.name.to_string())
-        .ok_or_else(|| ExecError::Failed("this step needs an environment".to_string()))
+    super::deploy::environment(input).map(|environment| environment.name.to_string())
 }
 
 /// Plan line for `/lock`.

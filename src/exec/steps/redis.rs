@@ -6,7 +6,6 @@ use crate::docker::ServiceSelector;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::config::Environment;
 use crate::docker::{ContainerInfo, DockerHost, Exec};
 use crate::exec::{ExecError, OperationInput, Plan};
 
@@ -65,15 +64,8 @@ async fn redis_container(
     input: &OperationInput<'_>,
     service: &str,
 ) -> Result<(DockerHost, ContainerInfo), ExecError> {
-    let environment: &Environment = input
-        .env
-        .ok_or_else(|| ExecError::Failed("/redis needs an environment".to_string()))?;
-    let Some(service_spec) = environment.services.get(service) else {
-        return Err(ExecError::Failed(format!(
-            "{} has no service named \"{service}\"",
-            environment.name
-        )));
-    };
+    let environment = super::deploy::environment(input)?;
+    let service_spec = super::deploy::service(environment, service)?;
     let host = app.hosts.get(environment.name.as_str()).await?;
     let containers = host
         .find_containers(&ServiceSelector::from(&service_spec.selector))
