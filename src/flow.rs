@@ -340,7 +340,13 @@ pub async fn publish_operation(app: &App, op_id: i64) {
         };
         let steps = app.store.steps(op_id).await?;
         let approvals = app.store.approvals(op_id).await?;
-        let incident = app.store.incident_of_operation(op_id).await?;
+        // Only PagerDuty's own operations answer an incident; the others
+        // need not ask the store on every update.
+        let incident = if operation.requester == PAGERDUTY_REQUESTER {
+            app.store.incident_of_operation(op_id).await?
+        } else {
+            None
+        };
         Ok::<_, crate::store::StoreError>(Some((operation, steps, approvals, incident)))
     }
     .await;

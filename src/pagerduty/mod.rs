@@ -149,28 +149,24 @@ pub async fn handle_webhook(
     else {
         return Ok(ignored());
     };
-    match event.event_type.as_str() {
-        "incident.triggered" => open(app, connection, &event, incident).await,
-        "incident.acknowledged" | "incident.resolved" | "incident.reopened" => {
-            let status = match event.event_type.as_str() {
-                "incident.acknowledged" => "acknowledged",
-                "incident.resolved" => "resolved",
-                _ => "triggered",
-            };
-            let by = event
-                .agent
-                .as_ref()
-                .and_then(|agent| agent.summary.as_deref());
-            let at = parse_time(event.occurred_at.as_deref()).unwrap_or_else(|| app.now());
-            match flow::update_incident(app, &incident.id, status, by, at).await? {
-                Some(op_id) => Ok(WebhookOutcome::Updated { op_id }),
-                None => Ok(ignored()),
-            }
-        }
+    let status = match event.event_type.as_str() {
+        "incident.triggered" => return open(app, connection, &event, incident).await,
+        "incident.acknowledged" => "acknowledged",
+        "incident.resolved" => "resolved",
+        "incident.reopened" => "triggered",
         other => {
             tracing::debug!(event_type = other, "PagerDuty event not acted on");
-            Ok(ignored())
+            return Ok(ignored());
         }
+    };
+    let by = event
+        .agent
+        .as_ref()
+        .and_then(|agent| agent.summary.as_deref());
+    let at = parse_time(event.occurred_at.as_deref()).unwrap_or_else(|| app.now());
+    match flow::update_incident(app, &incident.id, status, by, at).await? {
+        Some(op_id) => Ok(WebhookOutcome::Updated { op_id }),
+        None => Ok(ignored()),
     }
 }
 
