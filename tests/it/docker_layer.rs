@@ -134,12 +134,7 @@ async fn ssh_endpoints_reach_the_engine_through_openssh() {
 
     let stranger = tempfile::tempdir().expect("a temporary folder");
     let other_key = stranger.path().join("other_key");
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other_key)
-        .status()
-        .expect("ssh-keygen runs");
-    assert!(status.success());
+    crate::support::sshd::keygen(&other_key);
     let refused = HostSpec {
         ssh_key: Some(other_key),
         ..spec

@@ -101,7 +101,8 @@ fn persistent_host_key() -> PathBuf {
     key
 }
 
-fn keygen(path: &Path) {
+/// A new ed25519 key pair without a passphrase at `path` and `path.pub`.
+pub fn keygen(path: &Path) {
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(path)
