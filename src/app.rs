@@ -1,12 +1,16 @@
 //! `App`: the long-lived services every request uses — config, catalog,
-//! store, outbox, Docker hosts — behind one `Arc`, plus the tracker of
-//! running operation tasks and the shutdown signal. Per-operation data
-//! never lives here.
+//! store, outbox, Docker hosts — behind one `Arc`, plus what this process
+//! is to the others sharing the store (its instance id and the health of
+//! its leases), the tracker of running tasks and the shutdown signal.
+//! Per-operation data never lives here.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 
 use crate::catalog::Catalog;
@@ -15,7 +19,7 @@ use crate::config::Config;
 use crate::exec::hosts::Hosts;
 use crate::metrics::Metrics;
 use crate::names::Platform;
-use crate::store::{Store, StoreError};
+use crate::store::{Lease, Store, StoreError};
 
 /// Everything long-lived.
 #[derive(Debug)]
@@ -32,6 +36,17 @@ pub struct App {
     pub hosts: Hosts,
     /// Counters for `/health/metrics`.
     pub metrics: Metrics,
+    /// This process among those sharing the store: the owner name of the
+    /// operations it runs (`host:pid:random`).
+    pub instance: String,
+    /// Wakes the background loop early: another replica changed an
+    /// operation (PostgreSQL's change feed).
+    pub wake: Notify,
+    /// Wakes operations queued in this process: an operation of it ended,
+    /// or another replica changed something.
+    pub freed: Notify,
+    leases: LeaseHealth,
+    active: Mutex<HashSet<i64>>,
     tasks: Tasks,
     shutdown: watch::Sender<bool>,
 }
@@ -46,6 +61,7 @@ impl App {
         let store = Store::open(&config.store_url).await?;
         let hosts = Hosts::new(&config);
         let (shutdown, _) = watch::channel(false);
+        let expiry = config.operations.lease_expiry;
         Ok(Arc::new(App {
             config,
             catalog,
@@ -53,6 +69,11 @@ impl App {
             outbox: Outbox::default(),
             hosts,
             metrics: Metrics::default(),
+            instance: instance_name(),
+            wake: Notify::new(),
+            freed: Notify::new(),
+            leases: LeaseHealth::new(expiry),
+            active: Mutex::new(HashSet::new()),
             tasks: Tasks::default(),
             shutdown,
         }))
@@ -64,19 +85,85 @@ impl App {
         Utc::now()
     }
 
+    /// A fresh lease of this process, from now until the lease expiry.
+    pub fn lease(&self) -> Lease {
+        let expiry = chrono::Duration::from_std(self.config.operations.lease_expiry)
+            .unwrap_or_else(|_| chrono::Duration::seconds(15));
+        Lease {
+            owner: self.instance.clone(),
+            until: self.now() + expiry,
+        }
+    }
+
+    /// Records a successful renewal of this process's leases.
+    pub fn leases_renewed(&self) {
+        self.leases.renewed();
+    }
+
+    /// Whether this process can still count on its leases: the last
+    /// renewal is recent enough that no other process may have taken its
+    /// operations over. Running operations stop when this turns false.
+    pub fn holds_leases(&self) -> bool {
+        self.leases.holds()
+    }
+
+    /// Resolves once this process can no longer count on its leases.
+    pub async fn leases_lost(&self) {
+        loop {
+            match self.leases.remaining() {
+                Some(remaining) => tokio::time::sleep(remaining).await,
+                None => return,
+            }
+        }
+    }
+
+    /// Marks an operation as running (or queued) in this process; `None`
+    /// when a task of this process has it already. The mark goes when the
+    /// guard drops.
+    pub fn claim_local(self: &Arc<Self>, op_id: i64) -> Option<LocalRun> {
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        active.insert(op_id).then(|| LocalRun {
+            app: Arc::clone(self),
+            op_id,
+        })
+    }
+
+    /// Whether any task of this process runs (or queues) an operation.
+    pub fn has_local_runs(&self) -> bool {
+        !self
+            .active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty()
+    }
+
+    /// Whether a task of this process has the operation.
+    pub fn is_local(&self, op_id: i64) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&op_id)
+    }
+
     /// Runs `work` as a tracked task, so shutdown and the console can wait
-    /// for running operations.
+    /// for running operations. A panic inside it is caught and logged; the
+    /// task still counts down, so `wait_idle` never waits for a dead task.
     pub fn spawn<F>(self: &Arc<Self>, work: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.tasks.running.fetch_add(1, Ordering::SeqCst);
-        let app = Arc::clone(self);
+        let done = TaskDone {
+            app: Arc::clone(self),
+        };
         tokio::spawn(async move {
-            work.await;
-            if app.tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-                app.tasks.idle.notify_waiters();
+            if let Err(panic) = std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                tracing::error!(error = %panic_text(&panic), "a task panicked");
             }
+            drop(done);
         });
     }
 
@@ -128,8 +215,101 @@ impl App {
     }
 }
 
+/// An operation's mark as running in this process; removed on drop, even
+/// when the task that holds it panics.
+#[derive(Debug)]
+pub struct LocalRun {
+    app: Arc<App>,
+    op_id: i64,
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        self.app
+            .active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.op_id);
+        // The environment may be free for a queued operation now.
+        self.app.freed.notify_waiters();
+    }
+}
+
+/// The text of a caught panic, for the log.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 #[derive(Debug, Default)]
 struct Tasks {
     running: AtomicUsize,
     idle: Notify,
+}
+
+/// Counts a tracked task down when it ends, however it ends.
+struct TaskDone {
+    app: Arc<App>,
+}
+
+impl Drop for TaskDone {
+    fn drop(&mut self) {
+        if self.app.tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.app.tasks.idle.notify_waiters();
+        }
+    }
+}
+
+/// How fresh this process's leases are. A renewal succeeds at `renewed`;
+/// leases are safe to count on for `expiry` minus a margin after that.
+#[derive(Debug)]
+struct LeaseHealth {
+    renewed: Mutex<Instant>,
+    trusted_for: std::time::Duration,
+}
+
+impl LeaseHealth {
+    fn new(expiry: std::time::Duration) -> LeaseHealth {
+        LeaseHealth {
+            renewed: Mutex::new(Instant::now()),
+            // Stop a little before anyone else may take over.
+            trusted_for: expiry.mul_f64(0.8),
+        }
+    }
+
+    fn renewed(&self) {
+        *self
+            .renewed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+    }
+
+    fn remaining(&self) -> Option<std::time::Duration> {
+        let renewed = *self
+            .renewed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.trusted_for
+            .checked_sub(renewed.elapsed())
+            .filter(|left| !left.is_zero())
+    }
+
+    fn holds(&self) -> bool {
+        self.remaining().is_some()
+    }
+}
+
+/// `host:pid:random`, unique among processes sharing a store and readable
+/// in logs.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "deckhand".to_string());
+    let random: u32 = rand::random();
+    format!("{host}:{}:{random:08x}", std::process::id())
 }

@@ -1,6 +1,7 @@
-//! The audit trail. Each state transition is one `AuditEvent`, and `record`
-//! is the one place that journals it (hash-chained, in the store), posts it
-//! to the environment's audit channels and logs it. `verify_chain` walks the
+//! The audit trail. Each state transition is one `AuditEvent`; `entry_of`
+//! makes its entry, which `events` writes in the same transaction as the
+//! transition (hash-chained, in the store) and then posts to the
+//! environment's audit channels and logs. `verify_chain` walks the
 //! chain and names the first entry that was altered, deleted or reordered.
 //! Audit entries never hold secrets: events carry only names, states and
 //! short reasons.
@@ -10,11 +11,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
-use crate::chat::Outbound;
 use crate::names::Platform;
 use crate::policy::OpState;
-use crate::store::{AuditEntry, NewAuditEntry, StoreError};
+use crate::store::{AuditEntry, NewAuditEntry};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +56,18 @@ pub enum AuditEvent {
     },
     /// Nobody approved it in time.
     Expired,
+    /// It waits in its environment's queue.
+    Queued {
+        /// The operation it waits behind.
+        behind: i64,
+    },
+    /// Another process took it over after its owner's lease lapsed.
+    TakenOver {
+        /// The process that owned it.
+        from: String,
+        /// The process that owns it now.
+        to: String,
+    },
     /// It started running.
     Started,
     /// A step succeeded.
@@ -113,6 +124,8 @@ impl AuditEvent {
             AuditEvent::Rejected { .. } => "rejected",
             AuditEvent::Cancelled { .. } => "cancelled",
             AuditEvent::Expired => "expired",
+            AuditEvent::Queued { .. } => "queued",
+            AuditEvent::TakenOver { .. } => "taken-over",
             AuditEvent::Started => "started",
             AuditEvent::StepSucceeded { .. } => "step-ok",
             AuditEvent::StepFailed { .. } => "step-failed",
@@ -152,6 +165,10 @@ impl AuditEvent {
             AuditEvent::Rejected { by } => ("rejected".into(), format!("by {by}")),
             AuditEvent::Cancelled { by } => ("cancelled".into(), format!("by {by}")),
             AuditEvent::Expired => ("expired".into(), "not approved in time".into()),
+            AuditEvent::Queued { behind } => ("queued".into(), format!("behind #{behind}")),
+            AuditEvent::TakenOver { from, to } => {
+                ("taken over".into(), format!("from {from} by {to}"))
+            }
             AuditEvent::Started => ("running".into(), String::new()),
             AuditEvent::StepSucceeded {
                 idx,
@@ -195,19 +212,12 @@ pub struct AuditContext {
     pub op_id: i64,
 }
 
-/// Journals an event, posts it to the environment's audit channels and
-/// logs it. This is the only place audit entries are made.
-///
-/// # Errors
-/// When the store cannot be reached; the event is still logged.
-pub async fn record(
-    app: &App,
-    context: &AuditContext,
-    event: AuditEvent,
-    now: DateTime<Utc>,
-) -> Result<AuditEntry, StoreError> {
+/// The entry an event makes: who, where and on what it happened, its
+/// outcome and a short detail. Writing it (inside the change it records)
+/// and announcing it are `events`' job.
+pub fn entry_of(context: &AuditContext, event: &AuditEvent, now: DateTime<Utc>) -> NewAuditEntry {
     let (outcome, detail) = event.outcome_and_detail();
-    let entry = NewAuditEntry {
+    NewAuditEntry {
         at: now,
         actor: context.actor.clone(),
         platform: context.platform.to_string(),
@@ -218,30 +228,7 @@ pub async fn record(
         event: event.name().to_string(),
         outcome,
         detail,
-    };
-    tracing::info!(
-        op_id = context.op_id,
-        command = %context.command,
-        env = %context.env,
-        user = %context.actor,
-        platform = %context.platform,
-        event = event.name(),
-        outcome = %entry.outcome,
-        "audit"
-    );
-    app.metrics
-        .count("deckhand_audit_events_total", ("event", event.name()));
-    let stored = app.store.append_audit(&entry, chain_hash).await?;
-    if let Some(environment) = app.config.environment(&context.env) {
-        for (platform, channel) in &environment.audit_channels {
-            app.outbox.send(Outbound::Audit {
-                platform: *platform,
-                channel: channel.clone(),
-                text: format_entry(&stored),
-            });
-        }
     }
-    Ok(stored)
 }
 
 /// One entry as a line, for audit channels and `deckhand audit list`.

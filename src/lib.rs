@@ -8,8 +8,13 @@
 //! - `parse` — `Request` text → `Action`, checked against the `catalog`
 //!   (commands/*.toml) and `config` (config/deckhand.toml).
 //! - `policy` — who may request, who must approve; pure, no IO.
-//! - `flow` — the request flow itself: operations, approvals, expiry.
-//! - `exec` — environment locks and the step runner.
+//! - `flow` — the request flow itself: operations, approvals, expiry, and
+//!   the background work of every process (leases, takeover, recovery).
+//! - `exec` — environment locks, the step runner and the step kinds; it
+//!   writes what happens through `events` and never calls the flow.
+//! - `events` — the one place where what happens to an operation becomes
+//!   its audit entry (in the same transaction as the change), its message
+//!   and its metrics; `plan` and `message` are what it shows.
 //! - `store` — operations, approvals, releases, locks, dedupe and the
 //!   hash-chained `audit` log, through sqlx (SQLite or PostgreSQL).
 //!
@@ -31,6 +36,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod docker;
 pub mod duration;
+pub mod events;
 pub mod exec;
 pub mod flow;
 pub mod http;
@@ -39,6 +45,7 @@ pub mod metrics;
 pub mod names;
 pub mod pagerduty;
 pub mod parse;
+pub mod plan;
 pub mod policy;
 pub mod probe;
 pub mod problem;

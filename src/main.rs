@@ -177,7 +177,7 @@ async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
     chat::console::run(Arc::clone(&app), stdin, &mut stdout, user, interactive)
         .await
         .context("console input or output failed")?;
-    app.request_shutdown();
+    flow::shut_down(&app).await;
     app.store.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -254,8 +254,7 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     );
     wait_for_signal().await?;
     tracing::info!("shutting down: waiting for running operations to reach a step boundary");
-    app.request_shutdown();
-    app.wait_idle().await;
+    flow::shut_down(&app).await;
     if let Some(slack) = slack {
         slack.shutdown(std::time::Duration::from_secs(10)).await;
     }

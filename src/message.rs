@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use crate::catalog::CommandSpec;
 use crate::chat::{Button, ButtonAction, Reply, StepLine, StepStatus, Tone};
 use crate::duration::format_elapsed;
-use crate::exec::Plan;
+use crate::plan::Plan;
 use crate::policy::{ApprovalRecord, OpState};
-use crate::store::{IncidentRecord, OperationRecord, StepRecord};
+use crate::store::{IncidentRecord, LockHolder, OperationRecord, StepRecord};
 
 /// Everything the message shows.
 #[derive(Debug)]
@@ -28,6 +28,8 @@ pub struct OperationView<'a> {
     pub approvals: &'a [ApprovalRecord],
     /// The PagerDuty incident it answers, if any.
     pub incident: Option<&'a IncidentRecord>,
+    /// What it waits behind, when it is queued for its environment.
+    pub queued_behind: Option<&'a LockHolder>,
 }
 
 /// The operation's message.
@@ -62,6 +64,14 @@ pub fn operation_reply(view: &OperationView<'_>) -> Reply {
     }
     if let Some(incident) = view.incident {
         show_incident(&mut reply, incident);
+    }
+    if operation.state == OpState::Approved && operation.queued_at.is_some() {
+        reply.buttons = vec![Button {
+            label: "Cancel".to_string(),
+            action: ButtonAction::Reject {
+                op_id: operation.id,
+            },
+        }];
     }
     if operation.state == OpState::Pending {
         reply.buttons = vec![
@@ -169,7 +179,7 @@ fn status(view: &OperationView<'_>) -> String {
     let outcome = operation.outcome.clone().unwrap_or_default();
     match operation.state {
         OpState::Pending => {
-            let approval = crate::flow::approval_view(operation, view.approvals);
+            let approval = operation.approval_view(view.approvals);
             let roles: Vec<&str> = operation
                 .approver_roles
                 .iter()
@@ -184,7 +194,13 @@ fn status(view: &OperationView<'_>) -> String {
                 at(operation.expires_at)
             )
         }
-        OpState::Approved => "queued".to_string(),
+        OpState::Approved => match view.queued_behind {
+            Some(holder) => format!(
+                "queued behind #{} ({} by {}) · react ❌ or press Reject to call it off",
+                holder.op_id, holder.command, holder.holder
+            ),
+            None => "queued".to_string(),
+        },
         OpState::Running => match view.steps.iter().rev().find(|step| step.state == "running") {
             Some(step) => format!(
                 "running step {} of {}: {}",

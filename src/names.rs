@@ -115,3 +115,12 @@ impl fmt::Display for Platform {
         formatter.write_str(self.as_str())
     }
 }
+
+/// The requester (and audit actor) of operations a PagerDuty incident
+/// starts: PagerDuty is not a person, and a verified webhook is its
+/// authority.
+pub const PAGERDUTY_REQUESTER: &str = "pagerduty";
+
+/// The audit actor of what Deckhand does by itself (a step, an expiry, a
+/// recovery).
+pub const DECKHAND_ACTOR: &str = "deckhand";

@@ -12,7 +12,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{CommandSpec, RoleRef};
+use crate::catalog::{CommandSpec, OnBusy, RoleRef};
 use crate::config::{Config, User};
 use crate::names::{EnvName, RoleName, UserName};
 
@@ -93,6 +93,20 @@ impl OpState {
         )
     }
 
+    /// Whether it was approved and has run or runs: its approvals can no
+    /// longer be withdrawn.
+    pub fn has_started(self) -> bool {
+        matches!(
+            self,
+            OpState::Approved
+                | OpState::Running
+                | OpState::Succeeded
+                | OpState::Failed
+                | OpState::RolledBack
+                | OpState::Interrupted
+        )
+    }
+
     /// Whether the state machine allows going from `self` to `next`:
     /// pending → approved | rejected | expired | cancelled → running →
     /// succeeded | failed | rolled-back | interrupted.
@@ -101,7 +115,10 @@ impl OpState {
         matches!(
             (self, next),
             (Pending, Approved | Rejected | Expired | Cancelled)
-                | (Approved, Running | Cancelled | Failed | Interrupted)
+                | (
+                    Approved,
+                    Running | Cancelled | Rejected | Failed | Interrupted
+                )
                 | (Running, Succeeded | Failed | RolledBack | Interrupted)
         )
     }
@@ -122,6 +139,8 @@ pub struct Grant {
     pub approvers: Vec<RoleName>,
     /// How long the request waits for them.
     pub expires: std::time::Duration,
+    /// What it does when its environment is busy.
+    pub on_busy: OnBusy,
 }
 
 /// A refusal by policy. Each message says who may do it instead.
@@ -154,6 +173,11 @@ pub enum PolicyError {
         op_id: i64,
         /// Its state.
         state: OpState,
+    },
+    /// A withdrawal that came after the operation started.
+    AlreadyStarted {
+        /// The operation.
+        op_id: i64,
     },
     /// The request expired.
     Expired {
@@ -265,6 +289,9 @@ impl fmt::Display for PolicyError {
                 formatter,
                 "#{op_id} is not waiting for approval: it is {state}"
             ),
+            PolicyError::AlreadyStarted { op_id } => {
+                write!(formatter, "too late: #{op_id} already started")
+            }
             PolicyError::Expired { op_id, at } => write!(
                 formatter,
                 "#{op_id} expired at {} UTC and will not run; request it again",
@@ -325,6 +352,7 @@ pub fn check_request(
                 approvals: 0,
                 approvers: Vec::new(),
                 expires: crate::catalog::DEFAULT_EXPIRY,
+                on_busy: OnBusy::Refuse,
             })
         } else {
             Err(PolicyError::NoRole {
@@ -353,6 +381,7 @@ pub fn check_request(
         approvals: rule.approvals,
         approvers: rule.approvers.clone(),
         expires: rule.expires,
+        on_busy: rule.on_busy,
     })
 }
 
@@ -386,6 +415,8 @@ pub struct ApprovalView<'a> {
     pub approver_roles: &'a [RoleName],
     /// Approvals given so far.
     pub approvals: &'a [ApprovalRecord],
+    /// Whether it is approved and waits in its environment's queue.
+    pub queued: bool,
 }
 
 impl ApprovalView<'_> {
@@ -507,7 +538,11 @@ pub fn check_rejection(
     user: Option<&User>,
     now: DateTime<Utc>,
 ) -> Result<Refusal, PolicyError> {
-    view.check_open(now)?;
+    // A queued operation is approved already; it can still be called off
+    // until it starts, and no expiry applies to it.
+    if !(view.state == OpState::Approved && view.queued) {
+        view.check_open(now)?;
+    }
     match user {
         Some(user) if user.name.as_str() == view.requester => Ok(Refusal::Cancelled),
         Some(user) if view.holds_approver_role(user) => Ok(Refusal::Rejected),
@@ -524,6 +559,9 @@ pub fn check_rejection(
 /// # Errors
 /// Why not.
 pub fn check_withdrawal(view: &ApprovalView<'_>, user: &User) -> Result<(), PolicyError> {
+    if view.state.has_started() {
+        return Err(PolicyError::AlreadyStarted { op_id: view.op_id });
+    }
     if view.state != OpState::Pending {
         return Err(PolicyError::NotPending {
             op_id: view.op_id,

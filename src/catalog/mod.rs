@@ -177,6 +177,19 @@ pub struct PolicyRule {
     pub approvers: Vec<RoleName>,
     /// How long a request waits for approval.
     pub expires: Duration,
+    /// What an approved operation does when its environment is busy.
+    pub on_busy: OnBusy,
+}
+
+/// What an approved operation does when another one runs in its
+/// environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnBusy {
+    /// Refuse it with who is busy since when (the default).
+    #[default]
+    Refuse,
+    /// Wait in order until the environment is free; cancellable meanwhile.
+    Queue,
 }
 
 /// A role in a policy: a named role, or anyone who holds any role.
@@ -788,6 +801,24 @@ fn check_policy(
                 }
             },
         };
+        let on_busy = match raw_policy.on_busy.as_deref() {
+            None | Some("refuse") => OnBusy::Refuse,
+            Some("queue") if file.mutating => OnBusy::Queue,
+            Some("queue") => {
+                problems.0.push(source.problem(
+                    &key.key("on_busy"),
+                    "only mutating commands wait for their environment; read-only ones never queue",
+                ));
+                OnBusy::Refuse
+            }
+            Some(other) => {
+                problems.0.push(source.problem(
+                    &key.key("on_busy"),
+                    format!("\"{other}\" is not \"refuse\" or \"queue\""),
+                ));
+                OnBusy::Refuse
+            }
+        };
         if problems.0.len() > before {
             continue;
         }
@@ -796,6 +827,7 @@ fn check_policy(
             approvals: raw_policy.approvals,
             approvers,
             expires,
+            on_busy,
         };
         if scope == "default" {
             default = Some(rule);

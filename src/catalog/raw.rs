@@ -90,4 +90,7 @@ pub struct RawPolicy {
     pub approvers: Vec<String>,
     /// How long a request waits for approval; default `30m`.
     pub expires: Option<String>,
+    /// When the environment is busy with another operation: `refuse` (the
+    /// default) or `queue` (wait in order for it).
+    pub on_busy: Option<String>,
 }

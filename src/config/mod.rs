@@ -42,6 +42,8 @@ pub struct Config {
     pub unmapped_may_run: Vec<String>,
     /// Reaction names that approve and reject.
     pub approval_emoji: ApprovalEmoji,
+    /// Leases of running operations and the shutdown grace.
+    pub operations: OperationSettings,
     /// Roles, by name, with their descriptions and platform groups.
     pub roles: BTreeMap<RoleName, Role>,
     /// People who may use Deckhand.
@@ -54,6 +56,30 @@ pub struct Config {
     pub discord: Option<DiscordSettings>,
     /// PagerDuty webhooks and notes, if configured.
     pub pagerduty: Option<PagerDutySettings>,
+}
+
+/// `[operations]`, validated: how a process owns the operations it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationSettings {
+    /// How often leases are renewed.
+    pub lease_renew: Duration,
+    /// How long a lease holds without renewal.
+    pub lease_expiry: Duration,
+    /// How long shutdown waits for running operations.
+    pub shutdown_grace: Duration,
+    /// How long delivery ids are remembered.
+    pub delivery_retention: Duration,
+}
+
+impl Default for OperationSettings {
+    fn default() -> OperationSettings {
+        OperationSettings {
+            lease_renew: Duration::from_secs(2),
+            lease_expiry: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(120),
+            delivery_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// A role and the platform groups whose members hold it.
@@ -404,6 +430,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
             .ok()
     });
 
+    let operations = check_operations(source, &raw.operations, &mut problems);
     let roles = check_roles(source, &raw, &mut problems);
     let users = check_users(source, &raw, &roles, &mut problems);
     let hosts = check_hosts(source, &raw, &base_dir, &mut problems);
@@ -456,6 +483,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
                 .reject_emoji
                 .unwrap_or_else(|| "x".to_string()),
         },
+        operations,
         roles,
         users,
         environments,
@@ -463,6 +491,58 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         discord,
         pagerduty,
     })
+}
+
+fn check_operations(
+    source: &Source,
+    raw: &raw::RawOperations,
+    problems: &mut Problems,
+) -> OperationSettings {
+    let key = KeyPath::root().key("operations");
+    let defaults = OperationSettings::default();
+    let mut duration = |name: &str, text: Option<&String>, default: Duration| {
+        check_duration(
+            source,
+            &key.key(name),
+            text.map(String::as_str),
+            default,
+            problems,
+        )
+        .unwrap_or(default)
+    };
+    let settings = OperationSettings {
+        lease_renew: duration(
+            "lease_renew",
+            raw.lease_renew.as_ref(),
+            defaults.lease_renew,
+        ),
+        lease_expiry: duration(
+            "lease_expiry",
+            raw.lease_expiry.as_ref(),
+            defaults.lease_expiry,
+        ),
+        shutdown_grace: duration(
+            "shutdown_grace",
+            raw.shutdown_grace.as_ref(),
+            defaults.shutdown_grace,
+        ),
+        delivery_retention: duration(
+            "delivery_retention",
+            raw.delivery_retention.as_ref(),
+            defaults.delivery_retention,
+        ),
+    };
+    if settings.lease_expiry < settings.lease_renew * 2 {
+        problems.0.push(source.problem(
+            &key.key("lease_expiry"),
+            format!(
+                "{} must be at least twice lease_renew ({}), or a live owner could lose its operations between two renewals",
+                crate::duration::format_duration(settings.lease_expiry),
+                crate::duration::format_duration(settings.lease_renew)
+            ),
+        ));
+    }
+    settings
 }
 
 fn check_slack(

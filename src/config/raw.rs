@@ -23,6 +23,9 @@ pub struct RawConfig {
     /// Approval behaviour shared by every platform.
     #[serde(default)]
     pub approvals: RawApprovals,
+    /// How running operations are owned, renewed and taken over.
+    #[serde(default)]
+    pub operations: RawOperations,
     /// Roles, by name.
     #[serde(default)]
     pub roles: BTreeMap<String, RawRole>,
@@ -128,6 +131,22 @@ pub struct RawStore {
 pub struct RawServer {
     /// Address of the HTTP listener (health, metrics, webhooks).
     pub listen: Option<String>,
+}
+
+/// `[operations]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperations {
+    /// How often a process renews the leases of the operations it owns; default 2s.
+    pub lease_renew: Option<String>,
+    /// How long a lease holds without renewal before another process may take the
+    /// operation over; default 15s.
+    pub lease_expiry: Option<String>,
+    /// How long `serve` waits on SIGTERM for running operations to reach a step
+    /// boundary before it exits and leaves them to recovery; default 2m.
+    pub shutdown_grace: Option<String>,
+    /// How long delivery ids are remembered for dedupe; default 7d.
+    pub delivery_retention: Option<String>,
 }
 
 /// `[access]`.

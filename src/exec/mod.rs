@@ -1,29 +1,25 @@
 //! Running operations: the environment gate (one mutating operation per
 //! environment, holds), planning (what would change, for `--dry-run` and
-//! approval requests), and the runner that journals each step before it
-//! runs, reports progress, and rolls back by itself when a deploy fails
-//! after replacing something. Step kinds live in `steps`.
+//! approval requests), and the runner (`run`) that journals each step
+//! before it runs, reports progress, and rolls back by itself when a deploy
+//! fails after replacing something. Step kinds live in `steps`. What
+//! happens is written through `events`; this module never calls the flow
+//! or renders messages.
 
 pub mod hosts;
-pub mod plan;
+mod run;
 mod steps;
-
-use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::audit::AuditEvent;
-use crate::catalog::CommandSpec;
+use crate::catalog::{CommandSpec, OnBusy};
 use crate::config::Environment;
-use crate::duration::format_elapsed;
-use crate::flow;
-use crate::parse::{Action, parse_action};
-use crate::policy::OpState;
-use crate::store::{Hold, HoldKind, OperationRecord, StoreError};
+use crate::parse::Action;
+use crate::plan::Plan;
+use crate::store::{Hold, HoldKind, StoreError};
 
-pub use plan::{Change, Plan};
+pub use run::{run_operation, settle_orphan};
 pub use steps::settle_leftovers;
 
 /// Why an operation (or its planning) failed. Every message is fit for
@@ -82,6 +78,7 @@ pub async fn check_gate(
     app: &App,
     spec: &CommandSpec,
     env: &str,
+    on_busy: OnBusy,
     now: DateTime<Utc>,
 ) -> Result<(), GateRefusal> {
     let store_down = |error: StoreError| {
@@ -89,7 +86,9 @@ pub async fn check_gate(
             "cannot check {env}'s lock because the store is unreachable; mutating commands are refused until it is back ({error})"
         ))
     };
-    if let Some(holder) = app.store.lock_holder(env).await.map_err(store_down)? {
+    if on_busy == OnBusy::Refuse
+        && let Some(holder) = app.store.lock_holder(env).await.map_err(store_down)?
+    {
         return Err(GateRefusal::Busy(busy_message(&holder)));
     }
     if !spec.allowed_during_hold
@@ -161,264 +160,4 @@ pub async fn plan(app: &App, input: &OperationInput<'_>) -> Result<Plan, ExecErr
         steps::describe(app, input, step, &mut plan).await?;
     }
     Ok(plan)
-}
-
-/// Runs an approved operation to its end: takes the environment lock,
-/// runs each step (journaled first), publishes progress, rolls back when
-/// it must, releases the lock, and records the outcome.
-pub async fn run_operation(app: Arc<App>, op_id: i64) {
-    let operation = match app.store.operation(op_id).await {
-        Ok(Some(operation)) => operation,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::error!(op_id, error = %error, "cannot load operation to run");
-            return;
-        }
-    };
-    let span = tracing::info_span!(
-        "op",
-        op_id,
-        command = %operation.command,
-        env = operation.env.as_deref().unwrap_or(""),
-        user = %operation.requester,
-        platform = %operation.platform
-    );
-    tracing::Instrument::instrument(run_instrumented(app, operation), span).await;
-}
-
-async fn run_instrumented(app: Arc<App>, operation: OperationRecord) {
-    let op_id = operation.id;
-    let action = match parse_action(&operation.command_line, &app.catalog, &app.config) {
-        Ok(action) => action,
-        Err(error) => {
-            let reason = format!("the request is no longer valid: {error}");
-            finish(
-                &app,
-                &operation,
-                OpState::Approved,
-                OpState::Failed,
-                &reason,
-            )
-            .await;
-            return;
-        }
-    };
-    let Some(spec) = app.catalog.get(action.command.as_str()) else {
-        return;
-    };
-    let env = action
-        .env
-        .as_ref()
-        .and_then(|env| app.config.environment(env.as_str()));
-    let env_name = env.map(|environment| environment.name.to_string());
-    if spec.mutating
-        && let Some(env_name) = &env_name
-        && let Err(reason) = take_lock(&app, &operation, spec, env_name).await
-    {
-        finish(
-            &app,
-            &operation,
-            OpState::Approved,
-            OpState::Failed,
-            &reason,
-        )
-        .await;
-        return;
-    }
-    let now = app.now();
-    match app
-        .store
-        .transition(op_id, OpState::Approved, OpState::Running, now, None)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            release_lock(&app, spec, env_name.as_deref(), op_id).await;
-            return;
-        }
-        Err(error) => {
-            release_lock(&app, spec, env_name.as_deref(), op_id).await;
-            tracing::error!(error = %error, "cannot start operation");
-            return;
-        }
-    }
-    flow::audit_operation(&app, &operation, &operation.requester, AuditEvent::Started).await;
-    if !spec.mutating {
-        flow::publish_operation(&app, op_id).await;
-    }
-    let input = OperationInput {
-        action: &action,
-        spec,
-        env,
-        requester: &operation.requester,
-    };
-    let (state, summary) = run_steps(&app, &operation, &input).await;
-    release_lock(&app, spec, env_name.as_deref(), op_id).await;
-    finish(&app, &operation, OpState::Running, state, &summary).await;
-}
-
-async fn take_lock(
-    app: &App,
-    operation: &OperationRecord,
-    spec: &CommandSpec,
-    env: &str,
-) -> Result<(), String> {
-    let now = app.now();
-    match app
-        .store
-        .try_lock(
-            env,
-            operation.id,
-            &operation.command,
-            &operation.requester,
-            now,
-        )
-        .await
-    {
-        Ok(None) => {}
-        Ok(Some(holder)) => return Err(busy_message(&holder)),
-        Err(error) => {
-            return Err(format!(
-                "cannot take {env}'s lock because the store is unreachable, so nothing was run ({error})"
-            ));
-        }
-    }
-    if !spec.allowed_during_hold {
-        match app.store.hold(env, now).await {
-            Ok(None) => {}
-            Ok(Some(hold)) => {
-                let _ = app.store.unlock(env, operation.id).await;
-                return Err(held_message(&hold));
-            }
-            Err(error) => {
-                let _ = app.store.unlock(env, operation.id).await;
-                return Err(format!(
-                    "cannot check {env}'s hold because the store is unreachable, so nothing was run ({error})"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn release_lock(app: &App, spec: &CommandSpec, env: Option<&str>, op_id: i64) {
-    if let (true, Some(env)) = (spec.mutating, env)
-        && let Err(error) = app.store.unlock(env, op_id).await
-    {
-        tracing::error!(error = %error, env, "cannot release environment lock; it is released at the next start");
-    }
-}
-
-/// Moves the operation to its final state, audits and publishes it.
-async fn finish(app: &App, operation: &OperationRecord, from: OpState, to: OpState, summary: &str) {
-    let now = app.now();
-    match app
-        .store
-        .transition(operation.id, from, to, now, Some(summary))
-        .await
-    {
-        Ok(true) => {
-            flow::audit_operation(
-                app,
-                operation,
-                "deckhand",
-                AuditEvent::Finished {
-                    state: to,
-                    summary: summary.to_string(),
-                },
-            )
-            .await;
-        }
-        Ok(false) => {}
-        Err(error) => {
-            tracing::error!(op_id = operation.id, error = %error, "cannot record outcome")
-        }
-    }
-    flow::publish_operation(app, operation.id).await;
-}
-
-/// Runs every step; returns the final state and a one-line summary.
-async fn run_steps(
-    app: &Arc<App>,
-    operation: &OperationRecord,
-    input: &OperationInput<'_>,
-) -> (OpState, String) {
-    let started = Instant::now();
-    let mut context = steps::RunContext::new(app, operation, input);
-    for (step_idx, step) in input.spec.steps.iter().enumerate() {
-        if app.is_shutting_down() {
-            let summary = format!(
-                "Deckhand stopped before step {} ({})",
-                step_idx + 1,
-                step.title()
-            );
-            return (OpState::Interrupted, summary);
-        }
-        let idx = i64::try_from(step_idx).unwrap_or(i64::MAX);
-        let title = step.title();
-        if let Err(error) = app
-            .store
-            .start_step(operation.id, idx, step.kind(), &title, app.now())
-            .await
-        {
-            return (
-                OpState::Failed,
-                format!("cannot journal step {}: {error}", step_idx + 1),
-            );
-        }
-        let reports_progress = input.spec.mutating;
-        if reports_progress {
-            flow::publish_operation(app, operation.id).await;
-        }
-        let step_started = Instant::now();
-        let span = tracing::info_span!("step", idx = step_idx, kind = step.kind());
-        let result = tracing::Instrument::instrument(context.run(step), span).await;
-        let elapsed = step_started.elapsed();
-        match result {
-            Ok(outcome) => {
-                let detail = outcome.journal_text();
-                let _ = app
-                    .store
-                    .finish_step(operation.id, idx, "ok", &detail, app.now())
-                    .await;
-                flow::audit_operation(
-                    app,
-                    operation,
-                    "deckhand",
-                    AuditEvent::StepSucceeded {
-                        idx: step_idx,
-                        title: title.clone(),
-                        elapsed_ms: elapsed.as_millis(),
-                    },
-                )
-                .await;
-                context.post_details(&title, &outcome.output);
-                if reports_progress {
-                    flow::publish_operation(app, operation.id).await;
-                }
-            }
-            Err(error) => {
-                let message = error.to_string();
-                let _ = app
-                    .store
-                    .finish_step(operation.id, idx, "failed", &message, app.now())
-                    .await;
-                flow::audit_operation(
-                    app,
-                    operation,
-                    "deckhand",
-                    AuditEvent::StepFailed {
-                        idx: step_idx,
-                        title: title.clone(),
-                        error: message.clone(),
-                    },
-                )
-                .await;
-                let failure = format!("{title} failed: {message}");
-                return context.recover(failure).await;
-            }
-        }
-    }
-    let summary = context.succeed(format_elapsed(started.elapsed())).await;
-    (OpState::Succeeded, summary)
 }

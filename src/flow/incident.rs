@@ -10,17 +10,16 @@
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditContext, AuditEvent};
 use crate::config::PagerDutyService;
+use crate::events::{self, Change};
 use crate::exec::{self, OperationInput};
+use crate::names::PAGERDUTY_REQUESTER;
 use crate::parse::{ParseError, parse_action};
 use crate::policy::OpState;
 use crate::store::{IncidentRecord, NewOperation, StoreError};
 
-use super::{AuditContext, publish_operation, record_audit};
-
-/// The requester name of operations PagerDuty starts.
-pub const PAGERDUTY_REQUESTER: &str = "pagerduty";
+use super::DeliveryKey;
 
 /// A new incident, as the webhook described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +64,9 @@ pub enum IncidentError {
 }
 
 /// Creates the diagnose operation answering a new incident in the mapped channel and
-/// records the incident; the caller runs the operation. `None` when this incident was
-/// answered before (a redelivered trigger).
+/// records the incident, in one change with its audit entry and the deliveries that
+/// carried it; the caller runs the operation. `None` when this incident was answered
+/// before (a redelivered trigger).
 ///
 /// # Errors
 /// When `/diagnose ENV` cannot be requested (no such command) or the store fails.
@@ -75,6 +75,7 @@ pub async fn open_incident(
     mapping: &PagerDutyService,
     service_id: &str,
     incident: &NewIncident,
+    deliveries: &[DeliveryKey],
 ) -> Result<Option<i64>, IncidentError> {
     if app.store.incident(&incident.incident_id).await?.is_some() {
         return Ok(None);
@@ -105,9 +106,9 @@ pub async fn open_incident(
             env: env.clone(),
             reason: error.to_string(),
         })?;
-    let now = app.now();
-    let op_id = app
-        .store
+    let mut change = Change::begin(app).await?;
+    let now = change.now();
+    let op_id = change
         .insert_operation(&NewOperation {
             command: spec.name.to_string(),
             env: Some(env.clone()),
@@ -137,18 +138,9 @@ pub async fn open_incident(
         created_at: incident.created_at,
         updated_at: incident.created_at,
     };
-    if !app.store.insert_incident(&record).await? {
-        // Another delivery of the same trigger won the race; this operation never runs.
-        let outcome = "the incident is answered by another operation";
-        app.store
-            .transition(
-                op_id,
-                OpState::Approved,
-                OpState::Cancelled,
-                now,
-                Some(outcome),
-            )
-            .await?;
+    if !change.tx().insert_incident(&record).await? {
+        // Another delivery of the same trigger won the race; nothing of
+        // this change happens.
         return Ok(None);
     }
     let context = AuditContext {
@@ -159,15 +151,21 @@ pub async fn open_incident(
         env,
         op_id,
     };
-    record_audit(
-        app,
-        &context,
-        AuditEvent::Requested {
-            approvals_needed: 0,
-        },
-        now,
-    )
-    .await;
+    change
+        .record(
+            &context,
+            AuditEvent::Requested {
+                approvals_needed: 0,
+            },
+        )
+        .await?;
+    for delivery in deliveries {
+        change
+            .tx()
+            .complete_delivery(delivery.as_str(), now)
+            .await?;
+    }
+    change.commit().await?;
     Ok(Some(op_id))
 }
 
@@ -200,6 +198,6 @@ pub async fn update_incident(
         status,
         "incident status changed"
     );
-    publish_operation(app, incident.op_id).await;
+    events::publish(app, incident.op_id).await;
     Ok(Some(incident.op_id))
 }

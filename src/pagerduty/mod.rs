@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::app::App;
 use crate::config::PagerDutySettings;
 use crate::exec;
-use crate::flow::{self, IncidentError, NewIncident};
+use crate::flow::{self, Delivery, DeliveryKey, IncidentError, NewIncident};
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::verify::Verified;
@@ -135,10 +135,28 @@ pub async fn handle_webhook(
     let webhook: RawWebhook = serde_json::from_slice(body.as_ref())
         .map_err(|error| PagerDutyError::BadPayload(error.to_string()))?;
     let event = webhook.event;
-    if !first_delivery(app, webhook_id, &event.id).await? {
+    let Some(keys) = claim(app, webhook_id, &event.id).await? else {
         tracing::info!(event_id = %event.id, event_type = %event.event_type, "duplicate PagerDuty webhook ignored");
         return Ok(WebhookOutcome::Duplicate);
+    };
+    let handled = handle_event(app, connection, &event, &keys).await;
+    for key in keys {
+        // Handled: remembered, so a redelivery does nothing. Failed: given
+        // back, so PagerDuty's retry (after our 5xx) is handled.
+        match &handled {
+            Ok(_) => flow::complete_delivery(app, key).await,
+            Err(_) => flow::release_delivery(app, key).await,
+        }
     }
+    handled
+}
+
+async fn handle_event(
+    app: &Arc<App>,
+    connection: &Connection,
+    event: &RawEvent,
+    keys: &[DeliveryKey],
+) -> Result<WebhookOutcome, PagerDutyError> {
     let ignored = || WebhookOutcome::Ignored {
         event_type: event.event_type.clone(),
     };
@@ -150,7 +168,7 @@ pub async fn handle_webhook(
         return Ok(ignored());
     };
     let status = match event.event_type.as_str() {
-        "incident.triggered" => return open(app, connection, &event, incident).await,
+        "incident.triggered" => return open(app, connection, event, incident, keys).await,
         "incident.acknowledged" => "acknowledged",
         "incident.resolved" => "resolved",
         "incident.reopened" => "triggered",
@@ -170,26 +188,40 @@ pub async fn handle_webhook(
     }
 }
 
-/// Records the delivery under its webhook id and its event id; false when either was
-/// seen before.
-async fn first_delivery(
+/// Claims the delivery under its webhook id and its event id; `None` when
+/// either was handled before (or is being handled).
+///
+/// # Errors
+/// When the store cannot be reached: the webhook is answered 500, so
+/// PagerDuty retries, and nothing is handled unrecorded.
+async fn claim(
     app: &App,
     webhook_id: Option<&str>,
     event_id: &str,
-) -> Result<bool, StoreError> {
-    let now = app.now();
-    let mut fresh = true;
+) -> Result<Option<Vec<DeliveryKey>>, StoreError> {
+    let mut ids = vec![format!("event:{event_id}")];
     if let Some(webhook_id) = webhook_id {
-        fresh &= app
-            .store
-            .first_delivery(&format!("pagerduty:webhook:{webhook_id}"), now)
-            .await?;
+        ids.push(format!("webhook:{webhook_id}"));
     }
-    fresh &= app
-        .store
-        .first_delivery(&format!("pagerduty:event:{event_id}"), now)
-        .await?;
-    Ok(fresh)
+    let mut keys = Vec::new();
+    for id in ids {
+        match flow::claim_delivery(app, "pagerduty", &id).await {
+            Ok(Delivery::Fresh(key)) => keys.push(key),
+            Ok(Delivery::Duplicate) => {
+                for key in keys {
+                    flow::release_delivery(app, key).await;
+                }
+                return Ok(None);
+            }
+            Err(error) => {
+                for key in keys {
+                    flow::release_delivery(app, key).await;
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(Some(keys))
 }
 
 async fn open(
@@ -197,6 +229,7 @@ async fn open(
     connection: &Connection,
     event: &RawEvent,
     incident: &RawIncident,
+    keys: &[DeliveryKey],
 ) -> Result<WebhookOutcome, PagerDutyError> {
     let service_id = incident
         .service
@@ -232,7 +265,8 @@ async fn open(
             .or_else(|| parse_time(event.occurred_at.as_deref()))
             .unwrap_or_else(|| app.now()),
     };
-    let Some(op_id) = flow::open_incident(app, mapping, &service_id, &new_incident).await? else {
+    let Some(op_id) = flow::open_incident(app, mapping, &service_id, &new_incident, keys).await?
+    else {
         return Ok(WebhookOutcome::Duplicate);
     };
     tracing::info!(

@@ -147,6 +147,7 @@ fn approval_matrix() {
         needed: 2,
         approver_roles: &roles,
         approvals: &[],
+        queued: false,
     };
     let check = |view: &ApprovalView<'_>, who: Option<&str>, hash: &str, at, expected: &str| {
         let approver = who.map(|name| user(&config, name));
@@ -235,6 +236,7 @@ fn counts_distinct_current_approvals_for_the_exact_parameters() {
         needed: 2,
         approver_roles: &roles,
         approvals: &approvals,
+        queued: false,
     };
     assert_eq!(
         view.count(),
@@ -262,6 +264,7 @@ fn rejection_and_withdrawal() {
         needed: 1,
         approver_roles: &roles,
         approvals: &approvals,
+        queued: false,
     };
     assert_eq!(
         check_rejection(&view, Some(&user(&config, "bob")), now),
@@ -287,7 +290,30 @@ fn rejection_and_withdrawal() {
     };
     assert_eq!(
         check_withdrawal(&started, &user(&config, "bob")).map_err(|error| error.to_string()),
-        Err("#9 is not waiting for approval: it is running".to_string())
+        Err("too late: #9 already started".to_string())
+    );
+    let expired = ApprovalView {
+        state: OpState::Expired,
+        ..view.clone()
+    };
+    assert_eq!(
+        check_withdrawal(&expired, &user(&config, "bob")).map_err(|error| error.to_string()),
+        Err("#9 is not waiting for approval: it is expired".to_string())
+    );
+    let queued = ApprovalView {
+        state: OpState::Approved,
+        queued: true,
+        ..view
+    };
+    assert_eq!(
+        check_rejection(&queued, Some(&user(&config, "alice")), now),
+        Ok(Refusal::Cancelled),
+        "the requester calls a queued operation off"
+    );
+    assert_eq!(
+        check_rejection(&queued, Some(&user(&config, "bob")), now),
+        Ok(Refusal::Rejected),
+        "an approver can still reject a queued operation"
     );
 }
 
@@ -300,6 +326,8 @@ fn state_machine_allows_only_documented_transitions() {
         (Pending, Expired),
         (Pending, Cancelled),
         (Approved, Running),
+        (Approved, Cancelled),
+        (Approved, Rejected),
         (Running, Succeeded),
         (Running, Failed),
         (Running, RolledBack),

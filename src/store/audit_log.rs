@@ -4,6 +4,7 @@
 //! chain means, and checking it, is `audit`'s job.
 
 use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column, from_text, query_error, to_text};
@@ -73,9 +74,62 @@ fn read_entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
+/// Appends an entry: bumps the chain head (the row lock on PostgreSQL, the
+/// write lock on SQLite, held until the caller's transaction commits, so
+/// entries from several replicas still form one chain), inserts the entry
+/// chained to the previous one, and moves the head.
+pub(super) async fn append(
+    connection: &mut AnyConnection,
+    entry: &NewAuditEntry,
+    chain_hash: fn(&str, &NewAuditEntry) -> String,
+) -> Result<AuditEntry, StoreError> {
+    let head = sqlx::query(
+        "UPDATE audit_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq, last_hash",
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(query_error("reading the audit chain head"))?;
+    let seq: i64 = column(&head, "last_seq")?;
+    let prev_hash: String = column(&head, "last_hash")?;
+    let hash = chain_hash(&prev_hash, entry);
+    sqlx::query(concat!(
+        "INSERT INTO audit_log (",
+        audit_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(seq)
+    .bind(to_text(entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.platform)
+    .bind(&entry.channel)
+    .bind(&entry.command)
+    .bind(&entry.env)
+    .bind(entry.op_id)
+    .bind(&entry.event)
+    .bind(&entry.outcome)
+    .bind(&entry.detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("appending an audit entry"))?;
+    sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *connection)
+        .await
+        .map_err(query_error("moving the audit chain head"))?;
+    Ok(AuditEntry {
+        seq,
+        entry: entry.clone(),
+        prev_hash,
+        hash,
+    })
+}
+
 impl Store {
-    /// Appends an entry to the chain; `chain_hash` computes its hash from
-    /// the previous hash and its contents.
+    /// Appends an entry to the chain in a transaction of its own;
+    /// `chain_hash` computes its hash from the previous hash and its
+    /// contents. Changes to operations append inside their own `Tx`.
     ///
     /// # Errors
     /// When the store cannot be reached.
@@ -84,56 +138,10 @@ impl Store {
         entry: &NewAuditEntry,
         chain_hash: fn(&str, &NewAuditEntry) -> String,
     ) -> Result<AuditEntry, StoreError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("starting an audit append"))?;
-        let head = sqlx::query(
-            "UPDATE audit_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq, last_hash",
-        )
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(query_error("reading the audit chain head"))?;
-        let seq: i64 = column(&head, "last_seq")?;
-        let prev_hash: String = column(&head, "last_hash")?;
-        let hash = chain_hash(&prev_hash, entry);
-        sqlx::query(concat!(
-            "INSERT INTO audit_log (",
-            audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(seq)
-        .bind(to_text(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.platform)
-        .bind(&entry.channel)
-        .bind(&entry.command)
-        .bind(&entry.env)
-        .bind(entry.op_id)
-        .bind(&entry.event)
-        .bind(&entry.outcome)
-        .bind(&entry.detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *transaction)
-        .await
-        .map_err(query_error("appending an audit entry"))?;
-        sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1")
-            .bind(&hash)
-            .execute(&mut *transaction)
-            .await
-            .map_err(query_error("moving the audit chain head"))?;
-        transaction
-            .commit()
-            .await
-            .map_err(query_error("committing an audit entry"))?;
-        Ok(AuditEntry {
-            seq,
-            entry: entry.clone(),
-            prev_hash,
-            hash,
-        })
+        let mut transaction = self.begin().await?;
+        let stored = transaction.append_audit(entry, chain_hash).await?;
+        transaction.commit().await?;
+        Ok(stored)
     }
 
     /// The newest entries, optionally of one environment, newest first.

@@ -1,6 +1,7 @@
 //! PagerDuty incidents and the diagnose operation that answers each one.
 
 use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column, from_text, query_error, to_text};
@@ -56,6 +57,33 @@ fn read_incident(row: &AnyRow) -> Result<IncidentRecord, StoreError> {
     })
 }
 
+/// Records an incident; false when it was recorded before.
+pub(super) async fn insert(
+    connection: &mut AnyConnection,
+    incident: &IncidentRecord,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(concat!(
+        "INSERT INTO incidents (",
+        incident_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (incident_id) DO NOTHING"
+    ))
+    .bind(&incident.incident_id)
+    .bind(incident.op_id)
+    .bind(&incident.env)
+    .bind(&incident.service_id)
+    .bind(incident.number)
+    .bind(&incident.title)
+    .bind(&incident.html_url)
+    .bind(&incident.status)
+    .bind(incident.status_by.as_deref())
+    .bind(to_text(incident.created_at))
+    .bind(to_text(incident.updated_at))
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("recording an incident"))?;
+    Ok(result.rows_affected() == 1)
+}
+
 impl Store {
     /// Records an incident; returns false when it was recorded before (a
     /// redelivered trigger), leaving the first record as it is.
@@ -63,26 +91,8 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn insert_incident(&self, incident: &IncidentRecord) -> Result<bool, StoreError> {
-        let result = sqlx::query(concat!(
-            "INSERT INTO incidents (",
-            incident_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (incident_id) DO NOTHING"
-        ))
-        .bind(&incident.incident_id)
-        .bind(incident.op_id)
-        .bind(&incident.env)
-        .bind(&incident.service_id)
-        .bind(incident.number)
-        .bind(&incident.title)
-        .bind(&incident.html_url)
-        .bind(&incident.status)
-        .bind(incident.status_by.as_deref())
-        .bind(to_text(incident.created_at))
-        .bind(to_text(incident.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("recording an incident"))?;
-        Ok(result.rows_affected() == 1)
+        let mut connection = self.connection().await?;
+        insert(&mut connection, incident).await
     }
 
     /// One incident by PagerDuty id.
@@ -145,6 +155,18 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(query_error("updating an incident"))?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // The header of the operation's message changed: its owner
+        // republishes it.
+        sqlx::query(
+            "UPDATE operations SET revision = revision + 1, dirty = 1 WHERE id = (SELECT op_id FROM incidents WHERE incident_id = $1)",
+        )
+        .bind(incident_id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("updating an incident"))?;
+        Ok(true)
     }
 }

@@ -7,23 +7,42 @@
 //! is decided elsewhere.
 
 mod audit_log;
+mod deliveries;
 mod incidents;
 mod locks;
+mod notify;
 mod operations;
+mod ownership;
 mod releases;
+mod transaction;
 
 use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
 pub use audit_log::{AuditEntry, NewAuditEntry};
+pub use deliveries::DeliveryClaim;
 pub use incidents::IncidentRecord;
-pub use locks::{Hold, HoldKind, LockHolder};
+pub use locks::{Hold, HoldKind, LockHolder, LockOutcome};
+pub use notify::ChangeFeed;
 pub use operations::{NewOperation, OperationRecord, StepRecord};
+pub use ownership::Published;
 pub use releases::{NewRelease, Release};
+pub use transaction::Tx;
+
+/// Who owns an operation and until when: a process instance's lease,
+/// renewed while it lives. Only an expired lease is taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The owning process instance.
+    pub owner: String,
+    /// When the lease lapses unless renewed.
+    pub until: DateTime<Utc>,
+}
 
 /// A store failure. Mutating commands fail closed on any of these.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +87,10 @@ fn query_error(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The URL, for the PostgreSQL change feed (LISTEN needs its own
+    /// connection). Never printed: it may hold a password.
+    url: crate::secret::Secret,
+    is_postgres: bool,
 }
 
 static INSTALL_DRIVERS: Once = Once::new();
@@ -109,7 +132,24 @@ impl Store {
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            url: crate::secret::Secret::new(url),
+            is_postgres: url.starts_with("postgres"),
+        })
+    }
+
+    /// Whether the store is PostgreSQL (several replicas may share it).
+    pub fn is_postgres(&self) -> bool {
+        self.is_postgres
+    }
+
+    /// One connection from the pool, for a single write outside a `Tx`.
+    async fn connection(&self) -> Result<PoolConnection<Any>, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(query_error("taking a store connection"))
     }
 
     /// Checks that the store answers, for `/health/ready` and before
@@ -130,39 +170,20 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// The next value of a named counter (operation ids, release ids).
-    async fn next_id(&self, counter: &'static str) -> Result<i64, StoreError> {
-        let value: i64 = sqlx::query_scalar(
-            "UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value",
-        )
-        .bind(counter)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(query_error("allocating an id"))?;
-        Ok(value)
-    }
-
-    /// Records a delivery key; returns false when it was seen before, so a
-    /// redelivered event takes effect once.
-    ///
-    /// # Errors
-    /// When the store cannot be reached.
-    pub async fn first_delivery(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO deliveries (delivery_key, seen_at) VALUES ($1, $2) ON CONFLICT (delivery_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(to_text(now))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("recording a delivery"))?;
-        Ok(result.rows_affected() == 1)
-    }
-
     /// The pool, for tests that tamper with rows on purpose.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// The next value of a named counter (operation ids, release ids). Inside a
+/// transaction the counter's row stays locked until it commits.
+async fn next_id(connection: &mut AnyConnection, counter: &'static str) -> Result<i64, StoreError> {
+    sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+        .bind(counter)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(query_error("allocating an id"))
 }
 
 /// The file path of a `sqlite://` URL, if it names a file.

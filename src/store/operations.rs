@@ -1,11 +1,17 @@
 //! Operations, their step journal, their chat messages and their approvals.
+//! Writes are functions over one connection, so the same SQL serves a
+//! single statement on the pool and a step of a `Tx` (store::transaction),
+//! where a change and its audit entry commit together.
 
 use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, column, from_text, optional_time, query_error, to_text};
+use super::{
+    Lease, Store, StoreError, column, from_text, next_id, optional_time, query_error, to_text,
+};
 use crate::names::{Platform, RoleName, UserName};
-use crate::policy::{ApprovalRecord, OpState};
+use crate::policy::{ApprovalRecord, ApprovalView, OpState};
 
 /// An operation as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +50,31 @@ pub struct OperationRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// One line saying how it ended.
     pub outcome: Option<String>,
+    /// The process instance that runs it or waits for it, if any.
+    pub owner: Option<String>,
+    /// Until when the owner's lease holds.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Bumped by every change to what its message shows.
+    pub revision: i64,
+    /// Since when it waits for its environment (`on_busy = "queue"`).
+    pub queued_at: Option<DateTime<Utc>>,
+}
+
+impl OperationRecord {
+    /// What policy needs of this operation and its approvals.
+    pub fn approval_view<'a>(&'a self, approvals: &'a [ApprovalRecord]) -> ApprovalView<'a> {
+        ApprovalView {
+            op_id: self.id,
+            state: self.state,
+            requester: &self.requester,
+            params_hash: &self.params_hash,
+            expires_at: self.expires_at,
+            needed: self.approvals_needed,
+            approver_roles: &self.approver_roles,
+            approvals,
+            queued: self.queued_at.is_some(),
+        }
+    }
 }
 
 /// An operation to insert; the id is allocated by the store.
@@ -98,11 +129,14 @@ pub struct StepRecord {
 
 macro_rules! operation_columns {
     () => {
-        "id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, started_at, finished_at, outcome"
+        "id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, started_at, finished_at, outcome, owner, lease_until, revision, queued_at"
     };
 }
 
-fn read_operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
+/// The columns `read_operation` reads, for queries built at run time.
+pub(super) const COLUMNS: &str = operation_columns!();
+
+pub(super) fn read_operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
     let platform: String = column(row, "platform")?;
     let state: String = column(row, "state")?;
     let approvals_needed: i64 = column(row, "approvals_needed")?;
@@ -136,43 +170,262 @@ fn read_operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
         started_at: optional_time("started_at", column(row, "started_at")?)?,
         finished_at: optional_time("finished_at", column(row, "finished_at")?)?,
         outcome: column(row, "outcome")?,
+        owner: column(row, "owner")?,
+        lease_until: optional_time("lease_until", column(row, "lease_until")?)?,
+        revision: column(row, "revision")?,
+        queued_at: optional_time("queued_at", column(row, "queued_at")?)?,
     })
 }
 
+/// Inserts an operation owned by `lease` and returns its id.
+pub(super) async fn insert(
+    connection: &mut AnyConnection,
+    operation: &NewOperation,
+    lease: &Lease,
+) -> Result<i64, StoreError> {
+    let id = next_id(connection, "operation").await?;
+    let roles: Vec<&str> = operation
+        .approver_roles
+        .iter()
+        .map(RoleName::as_str)
+        .collect();
+    sqlx::query(
+        "INSERT INTO operations (id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, owner, lease_until, revision, dirty) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, 1)",
+    )
+    .bind(id)
+    .bind(&operation.command)
+    .bind(operation.env.as_deref())
+    .bind(&operation.command_line)
+    .bind(&operation.params_hash)
+    .bind(&operation.plan)
+    .bind(&operation.requester)
+    .bind(operation.platform.as_str())
+    .bind(&operation.channel)
+    .bind(operation.state.as_str())
+    .bind(i64::from(operation.approvals_needed))
+    .bind(roles.join(","))
+    .bind(to_text(operation.created_at))
+    .bind(operation.expires_at.map(to_text))
+    .bind(&lease.owner)
+    .bind(to_text(lease.until))
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("recording an operation"))?;
+    Ok(id)
+}
+
+/// Bumps an operation's revision and reads it back: inside a transaction
+/// this takes the operation's row lock first, so every change to one
+/// operation is serialised against every other (a withdrawal against the
+/// approval that would start it, two replicas against each other).
+pub(super) async fn lock(
+    connection: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<OperationRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "UPDATE operations SET revision = revision + 1, dirty = 1 WHERE id = $1 RETURNING ",
+        operation_columns!()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(query_error("reading an operation"))?;
+    row.as_ref().map(read_operation).transpose()
+}
+
+/// Moves an operation to `to` only if it is in `from`: a compare-and-set.
+pub(super) async fn set_state(
+    connection: &mut AnyConnection,
+    id: i64,
+    from: OpState,
+    to: OpState,
+    now: DateTime<Utc>,
+    outcome: Option<&str>,
+) -> Result<bool, StoreError> {
+    let (started, finished) = match to {
+        OpState::Running => (Some(to_text(now)), None),
+        state if state.is_final() => (None, Some(to_text(now))),
+        _ => (None, None),
+    };
+    let result = sqlx::query(
+        "UPDATE operations SET state = $1, started_at = COALESCE($2, started_at), finished_at = COALESCE($3, finished_at), outcome = COALESCE($4, outcome), \
+         queued_at = CASE WHEN $1 = 'approved' THEN queued_at ELSE NULL END, revision = revision + 1, dirty = 1 \
+         WHERE id = $5 AND state = $6",
+    )
+    .bind(to.as_str())
+    .bind(started)
+    .bind(finished)
+    .bind(outcome)
+    .bind(id)
+    .bind(from.as_str())
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("changing an operation's state"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Gives an operation to a new owner.
+pub(super) async fn set_owner(
+    connection: &mut AnyConnection,
+    id: i64,
+    lease: &Lease,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE operations SET owner = $1, lease_until = $2 WHERE id = $3")
+        .bind(&lease.owner)
+        .bind(to_text(lease.until))
+        .bind(id)
+        .execute(&mut *connection)
+        .await
+        .map_err(query_error("giving an operation a new owner"))?;
+    Ok(())
+}
+
+/// Marks an approved operation as waiting for its environment, once.
+pub(super) async fn set_queued(
+    connection: &mut AnyConnection,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE operations SET queued_at = COALESCE(queued_at, $1) WHERE id = $2 AND state = 'approved'",
+    )
+    .bind(to_text(now))
+    .bind(id)
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("queueing an operation"))?;
+    Ok(())
+}
+
+/// Journals a step before it runs.
+pub(super) async fn start_step(
+    connection: &mut AnyConnection,
+    op_id: i64,
+    idx: i64,
+    kind: &str,
+    title: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO operation_steps (op_id, idx, kind, title, state, started_at, detail) VALUES ($1, $2, $3, $4, 'running', $5, '')",
+    )
+    .bind(op_id)
+    .bind(idx)
+    .bind(kind)
+    .bind(title)
+    .bind(to_text(now))
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("journaling a step"))?;
+    Ok(())
+}
+
+/// Records how a step ended.
+pub(super) async fn finish_step(
+    connection: &mut AnyConnection,
+    op_id: i64,
+    idx: i64,
+    state: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE operation_steps SET state = $1, detail = $2, finished_at = $3 WHERE op_id = $4 AND idx = $5",
+    )
+    .bind(state)
+    .bind(detail)
+    .bind(to_text(now))
+    .bind(op_id)
+    .bind(idx)
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("journaling a step"))?;
+    Ok(())
+}
+
+/// Records (or renews) an approval.
+pub(super) async fn add_approval(
+    connection: &mut AnyConnection,
+    op_id: i64,
+    approver: &UserName,
+    params_hash: &str,
+    platform: Platform,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO approvals (op_id, approver, params_hash, platform, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (op_id, approver) DO UPDATE SET params_hash = $3, platform = $4, created_at = $5, withdrawn_at = NULL",
+    )
+    .bind(op_id)
+    .bind(approver.as_str())
+    .bind(params_hash)
+    .bind(platform.as_str())
+    .bind(to_text(now))
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("recording an approval"))?;
+    Ok(())
+}
+
+/// Withdraws an approval; false when there was none to withdraw.
+pub(super) async fn withdraw_approval(
+    connection: &mut AnyConnection,
+    op_id: i64,
+    approver: &UserName,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE approvals SET withdrawn_at = $1 WHERE op_id = $2 AND approver = $3 AND withdrawn_at IS NULL",
+    )
+    .bind(to_text(now))
+    .bind(op_id)
+    .bind(approver.as_str())
+    .execute(&mut *connection)
+    .await
+    .map_err(query_error("withdrawing an approval"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// An operation's approvals, oldest first.
+pub(super) async fn approvals(
+    connection: &mut AnyConnection,
+    op_id: i64,
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT approver, params_hash, withdrawn_at FROM approvals WHERE op_id = $1 ORDER BY created_at, approver",
+    )
+    .bind(op_id)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(query_error("reading approvals"))?;
+    rows.iter()
+        .map(|row| {
+            let approver: String = column(row, "approver")?;
+            let withdrawn_at: Option<String> = column(row, "withdrawn_at")?;
+            Ok(ApprovalRecord {
+                approver: UserName::new(approver),
+                params_hash: column(row, "params_hash")?,
+                withdrawn: withdrawn_at.is_some(),
+            })
+        })
+        .collect()
+}
+
 impl Store {
-    /// Inserts an operation and returns its id.
+    /// Inserts an operation owned by `lease` and returns its id (outside a
+    /// transaction; the request flow inserts through a `Tx` with its audit
+    /// entry).
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn insert_operation(&self, operation: &NewOperation) -> Result<i64, StoreError> {
-        let id = self.next_id("operation").await?;
-        let roles: Vec<&str> = operation
-            .approver_roles
-            .iter()
-            .map(RoleName::as_str)
-            .collect();
-        sqlx::query(
-            "INSERT INTO operations (id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(id)
-        .bind(&operation.command)
-        .bind(operation.env.as_deref())
-        .bind(&operation.command_line)
-        .bind(&operation.params_hash)
-        .bind(&operation.plan)
-        .bind(&operation.requester)
-        .bind(operation.platform.as_str())
-        .bind(&operation.channel)
-        .bind(operation.state.as_str())
-        .bind(i64::from(operation.approvals_needed))
-        .bind(roles.join(","))
-        .bind(to_text(operation.created_at))
-        .bind(operation.expires_at.map(to_text))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("recording an operation"))?;
-        Ok(id)
+    pub async fn insert_operation(
+        &self,
+        operation: &NewOperation,
+        lease: &Lease,
+    ) -> Result<i64, StoreError> {
+        let mut connection = self.connection().await?;
+        insert(&mut connection, operation, lease).await
     }
 
     /// One operation.
@@ -242,9 +495,11 @@ impl Store {
         rows.iter().map(read_operation).collect()
     }
 
-    /// Moves an operation to `to` only if it is in one of `from` — a
+    /// Moves an operation to `to` only if it is in `from` — a
     /// compare-and-set, so two replicas (or a click racing the expiry) never
-    /// both win. Returns whether this call made the change.
+    /// both win. Returns whether this call made the change. Outside a
+    /// transaction, so without an audit entry: the request flow changes
+    /// states through a `Tx`.
     ///
     /// # Errors
     /// When the store cannot be reached.
@@ -256,25 +511,8 @@ impl Store {
         now: DateTime<Utc>,
         outcome: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let (started, finished) = match to {
-            OpState::Running => (Some(to_text(now)), None),
-            state if state.is_final() => (None, Some(to_text(now))),
-            _ => (None, None),
-        };
-        let result = sqlx::query(
-            "UPDATE operations SET state = $1, started_at = COALESCE($2, started_at), finished_at = COALESCE($3, finished_at), outcome = COALESCE($4, outcome) \
-             WHERE id = $5 AND state = $6",
-        )
-        .bind(to.as_str())
-        .bind(started)
-        .bind(finished)
-        .bind(outcome)
-        .bind(id)
-        .bind(from.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("changing an operation's state"))?;
-        Ok(result.rows_affected() == 1)
+        let mut connection = self.connection().await?;
+        set_state(&mut connection, id, from, to, now, outcome).await
     }
 
     /// Replaces the stored plan (once the executor resolved it further).
@@ -282,16 +520,18 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn set_plan(&self, id: i64, plan: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE operations SET plan = $1 WHERE id = $2")
-            .bind(plan)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error("saving a plan"))?;
+        sqlx::query(
+            "UPDATE operations SET plan = $1, revision = revision + 1, dirty = 1 WHERE id = $2",
+        )
+        .bind(plan)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("saving a plan"))?;
         Ok(())
     }
 
-    /// Journals a step before it runs.
+    /// Journals a step (outside a transaction).
     ///
     /// # Errors
     /// When the store cannot be reached.
@@ -303,44 +543,8 @@ impl Store {
         title: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO operation_steps (op_id, idx, kind, title, state, started_at, detail) VALUES ($1, $2, $3, $4, 'running', $5, '')",
-        )
-        .bind(op_id)
-        .bind(idx)
-        .bind(kind)
-        .bind(title)
-        .bind(to_text(now))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("journaling a step"))?;
-        Ok(())
-    }
-
-    /// Records how a step ended.
-    ///
-    /// # Errors
-    /// When the store cannot be reached.
-    pub async fn finish_step(
-        &self,
-        op_id: i64,
-        idx: i64,
-        state: &str,
-        detail: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE operation_steps SET state = $1, detail = $2, finished_at = $3 WHERE op_id = $4 AND idx = $5",
-        )
-        .bind(state)
-        .bind(detail)
-        .bind(to_text(now))
-        .bind(op_id)
-        .bind(idx)
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("journaling a step"))?;
-        Ok(())
+        let mut connection = self.connection().await?;
+        start_step(&mut connection, op_id, idx, kind, title, now).await
     }
 
     /// An operation's journal, in order.
@@ -437,77 +641,12 @@ impl Store {
         .map_err(query_error("finding an operation by message"))
     }
 
-    /// Records (or renews) an approval.
-    ///
-    /// # Errors
-    /// When the store cannot be reached.
-    pub async fn add_approval(
-        &self,
-        op_id: i64,
-        approver: &UserName,
-        params_hash: &str,
-        platform: Platform,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO approvals (op_id, approver, params_hash, platform, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (op_id, approver) DO UPDATE SET params_hash = $3, platform = $4, created_at = $5, withdrawn_at = NULL",
-        )
-        .bind(op_id)
-        .bind(approver.as_str())
-        .bind(params_hash)
-        .bind(platform.as_str())
-        .bind(to_text(now))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("recording an approval"))?;
-        Ok(())
-    }
-
-    /// Withdraws an approval.
-    ///
-    /// # Errors
-    /// When the store cannot be reached.
-    pub async fn withdraw_approval(
-        &self,
-        op_id: i64,
-        approver: &UserName,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE approvals SET withdrawn_at = $1 WHERE op_id = $2 AND approver = $3 AND withdrawn_at IS NULL",
-        )
-        .bind(to_text(now))
-        .bind(op_id)
-        .bind(approver.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("withdrawing an approval"))?;
-        Ok(result.rows_affected() == 1)
-    }
-
     /// An operation's approvals, oldest first.
     ///
     /// # Errors
     /// When the store cannot be reached.
     pub async fn approvals(&self, op_id: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT approver, params_hash, withdrawn_at FROM approvals WHERE op_id = $1 ORDER BY created_at, approver",
-        )
-        .bind(op_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_error("reading approvals"))?;
-        rows.iter()
-            .map(|row| {
-                let approver: String = column(row, "approver")?;
-                let withdrawn_at: Option<String> = column(row, "withdrawn_at")?;
-                Ok(ApprovalRecord {
-                    approver: UserName::new(approver),
-                    params_hash: column(row, "params_hash")?,
-                    withdrawn: withdrawn_at.is_some(),
-                })
-            })
-            .collect()
+        let mut connection = self.connection().await?;
+        approvals(&mut connection, op_id).await
     }
 }

@@ -93,7 +93,8 @@ impl Store {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn insert_release(&self, release: &NewRelease) -> Result<i64, StoreError> {
-        let id = self.next_id("release").await?;
+        let mut connection = self.connection().await?;
+        let id = super::next_id(&mut connection, "release").await?;
         sqlx::query(concat!(
             "INSERT INTO releases (",
             release_columns!(),
@@ -111,7 +112,7 @@ impl Store {
         .bind(release.digest_after.as_deref())
         .bind(&release.actor)
         .bind(to_text(release.created_at))
-        .execute(&self.pool)
+        .execute(&mut *connection)
         .await
         .map_err(query_error("recording a release"))?;
         Ok(id)

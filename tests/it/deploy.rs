@@ -547,10 +547,11 @@ async fn a_replicated_service_is_replaced_one_replica_at_a_time() {
 }
 
 /// Leaves the store as a crash during a deploy's recreate step would: the
-/// operation running, its step journaled, its lock held.
+/// operation running, its step journaled, its lock held, and its owner's
+/// lease lapsed (the owner is dead).
 async fn crashed_deploy(app: &deckhand::app::App) -> i64 {
-    let plan = deckhand::exec::Plan {
-        changes: vec![deckhand::exec::Change {
+    let plan = deckhand::plan::Plan {
+        changes: vec![deckhand::plan::Change {
             service: "backend".to_string(),
             from_image: Some("deckhand-demo/tasktracker-backend:v1".to_string()),
             from_digest: None,
@@ -563,21 +564,27 @@ async fn crashed_deploy(app: &deckhand::app::App) -> i64 {
     let now = app.now();
     let op_id = app
         .store
-        .insert_operation(&deckhand::store::NewOperation {
-            command: "deploy".to_string(),
-            env: Some("staging".to_string()),
-            command_line: "/deploy staging v2".to_string(),
-            params_hash: "h".to_string(),
-            plan: plan.to_json(),
-            requester: "alice".to_string(),
-            platform: deckhand::names::Platform::Console,
-            channel: "console".to_string(),
-            state: OpState::Running,
-            approvals_needed: 0,
-            approver_roles: Vec::new(),
-            created_at: now,
-            expires_at: None,
-        })
+        .insert_operation(
+            &deckhand::store::NewOperation {
+                command: "deploy".to_string(),
+                env: Some("staging".to_string()),
+                command_line: "/deploy staging v2".to_string(),
+                params_hash: "h".to_string(),
+                plan: plan.to_json(),
+                requester: "alice".to_string(),
+                platform: deckhand::names::Platform::Console,
+                channel: "console".to_string(),
+                state: OpState::Running,
+                approvals_needed: 0,
+                approver_roles: Vec::new(),
+                created_at: now,
+                expires_at: None,
+            },
+            &deckhand::store::Lease {
+                owner: "a-process-that-died".to_string(),
+                until: now - chrono::Duration::seconds(1),
+            },
+        )
         .await
         .expect("operation");
     app.store

@@ -702,7 +702,7 @@ async fn the_demo_stack_gets_a_full_report_and_fix_it_commands_run_under_policy(
         .expect("store")
         .expect("operation");
     assert_eq!(waiting.state, OpState::Pending);
-    let plan = deckhand::exec::Plan::from_json(&waiting.plan);
+    let plan = deckhand::plan::Plan::from_json(&waiting.plan);
     assert_eq!(
         plan.warning.as_deref(),
         Some(

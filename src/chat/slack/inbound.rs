@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::Context;
 use super::render::{render, render_text};
 use crate::chat::{Answer, Reply, Request, approval};
-use crate::flow::{self, Feedback, Sender};
+use crate::flow::{self, Delivery, Feedback, Sender};
 use crate::names::Platform;
 
 /// How many inbound deliveries are worked on at once. A burst of commands
@@ -127,15 +127,30 @@ async fn push_event(context: &Context, event: sm::SlackPushEventCallback) {
     {
         return;
     }
-    if !flow::is_first_delivery(&context.app, Platform::Slack, &delivery_id).await {
-        tracing::info!(
+    match flow::claim_delivery(&context.app, Platform::Slack.as_str(), &delivery_id).await {
+        Ok(Delivery::Fresh(key)) => {
+            on_reaction(context, reaction).await;
+            flow::complete_delivery(&context.app, key).await;
+        }
+        Ok(Delivery::Duplicate) => tracing::info!(
             platform = "slack",
             event_id = %event.event_id,
             "redelivered event ignored; it took effect already"
-        );
-        return;
+        ),
+        Err(error) => {
+            tracing::error!(platform = "slack", error = %error, "cannot record a reaction; telling the person");
+            let channel = match &reaction.item {
+                sm::SlackReactionsItem::Message(message) => {
+                    message.origin.channel.as_ref().map(ToString::to_string)
+                }
+                _ => None,
+            };
+            if let Some(channel) = channel {
+                let feedback = store_unreachable();
+                tell(context, &channel, &reaction.user_id, &feedback).await;
+            }
+        }
     }
-    on_reaction(context, reaction).await;
 }
 
 /// An interaction: Approve / Reject clicks.
@@ -164,18 +179,36 @@ async fn interaction(context: &Context, event: sm::SlackInteractionEvent) {
         return;
     };
     let delivery_id = format!("action:{}", block_actions.trigger_id);
-    if !flow::is_first_delivery(&context.app, Platform::Slack, &delivery_id).await {
-        tracing::info!(
-            platform = "slack",
-            "redelivered click ignored; it took effect already"
-        );
-        return;
-    }
+    let key = match flow::claim_delivery(&context.app, Platform::Slack.as_str(), &delivery_id).await
+    {
+        Ok(Delivery::Fresh(key)) => key,
+        Ok(Delivery::Duplicate) => {
+            tracing::info!(
+                platform = "slack",
+                "redelivered click ignored; it took effect already"
+            );
+            return;
+        }
+        Err(error) => {
+            tracing::error!(platform = "slack", error = %error, "cannot record a click; telling the person");
+            tell(context, &channel, &user_id, &store_unreachable()).await;
+            return;
+        }
+    };
     let sender = sender(context, &user_id, &channel).await;
     for action in block_actions.actions.unwrap_or_default() {
         let Some(value) = action.value else { continue };
         let feedback = approval::on_button(&context.app, &sender, &value).await;
         tell(context, &channel, &user_id, &feedback).await;
+    }
+    flow::complete_delivery(&context.app, key).await;
+}
+
+/// What a person is told when Deckhand cannot record what they did.
+fn store_unreachable() -> Feedback {
+    Feedback {
+        applied: false,
+        text: "Deckhand cannot write to its store right now, so that did nothing; try again in a moment".to_string(),
     }
 }
 

@@ -10,7 +10,8 @@ use crate::app::App;
 use crate::config::{Environment, Selector};
 use crate::diagnose::format_bytes;
 use crate::docker::{ContainerScope, DanglingImage, DockerHost, StoppedContainer};
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 
 use super::StepOutcome;
 

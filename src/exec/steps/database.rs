@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::app::App;
 use crate::config::{Database, Environment, Service};
 use crate::docker::{ContainerInfo, DockerHost, Exec};
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 
 use super::StepOutcome;
 use super::deploy::{containers_of, environment, service};

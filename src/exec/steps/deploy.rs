@@ -13,7 +13,8 @@ use crate::docker::{
     ContainerInfo, DockerHost, HealthOutcome, Recreated, RegistryAuth, RunOnce, ServiceSelector,
 };
 use crate::duration::format_elapsed;
-use crate::exec::{Change, ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::{Change, Plan};
 use crate::probe;
 use crate::store::NewRelease;
 

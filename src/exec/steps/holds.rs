@@ -4,8 +4,9 @@
 use crate::app::App;
 use crate::audit::AuditEvent;
 use crate::duration::format_duration;
-use crate::exec::{ExecError, OperationInput, Plan, held_message};
-use crate::flow;
+use crate::events;
+use crate::exec::{ExecError, OperationInput, held_message};
+use crate::plan::Plan;
 use crate::store::{Hold, HoldKind, OperationRecord};
 
 use super::StepOutcome;
@@ -68,15 +69,14 @@ pub async fn lock(
             held_message(&existing)
         )));
     }
-    flow::audit_operation(
+    events::record(
         app,
-        operation,
-        input.requester,
+        &events::context_of(operation, input.requester),
         AuditEvent::Held {
             reason: reason.clone(),
         },
     )
-    .await;
+    .await?;
     let until = expires_at
         .map(|at| format!(" until {} UTC", at.format("%a %H:%M")))
         .unwrap_or_else(|| " until /unlock".to_string());
@@ -119,15 +119,14 @@ pub async fn unlock(
     match app.store.release_hold(&env, app.now()).await? {
         Some(hold) => {
             let reason = format!("hold by {}: \"{}\"", hold.holder, hold.reason);
-            flow::audit_operation(
+            events::record(
                 app,
-                operation,
-                input.requester,
+                &events::context_of(operation, input.requester),
                 AuditEvent::Released {
                     reason: reason.clone(),
                 },
             )
-            .await;
+            .await?;
             Ok(StepOutcome::summary(format!(
                 "{env} is unlocked (released {reason})"
             )))
@@ -184,8 +183,12 @@ pub async fn hold_after_rollback(
     };
     match app.store.place_hold(&hold, now).await? {
         None => {
-            flow::audit_operation(app, operation, input.requester, AuditEvent::Held { reason })
-                .await;
+            events::record(
+                app,
+                &events::context_of(operation, input.requester),
+                AuditEvent::Held { reason },
+            )
+            .await?;
             Ok(StepOutcome::summary(format!(
                 "{env} stays locked against deploys until /unlock {env}"
             )))

@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::catalog::Step;
-use crate::chat::Outbound;
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 use crate::policy::OpState;
 use crate::store::OperationRecord;
 
@@ -122,20 +122,6 @@ impl<'a> RunContext<'a> {
             Step::FlushRedis { service } => redis::flush(app, input, service).await,
             Step::Rotate {} => self.rotate().await,
         }
-    }
-
-    /// Posts a step's output under the operation's message.
-    pub fn post_details(&self, title: &str, output: &[String]) {
-        if output.is_empty() || !self.input.spec.mutating {
-            return;
-        }
-        let text = format!("{title}:\n{}", output.join("\n"));
-        self.app.outbox.send(Outbound::Detail {
-            op_id: self.operation.id,
-            platform: self.operation.platform,
-            channel: self.operation.channel.clone(),
-            text,
-        });
     }
 
     /// After a failed step: restores what was replaced when the command

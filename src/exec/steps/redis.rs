@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::docker::{ContainerInfo, DockerHost, Exec};
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 
 use super::StepOutcome;
 

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::app::App;
 use crate::config::Environment;
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 use crate::store::Release;
 
 use super::deploy::{change_of, containers_of, environment, image_for, service};

@@ -20,7 +20,8 @@ use rand::RngCore;
 
 use crate::config::{DbPassword, EnvSecret, Environment, TlsRotation};
 use crate::docker::{DockerHost, Exec, ExecOutput};
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 use crate::secret::Secret;
 
 use super::deploy::{

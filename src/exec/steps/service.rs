@@ -5,7 +5,8 @@ use crate::docker::ServiceSelector;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::exec::{ExecError, OperationInput, Plan};
+use crate::exec::{ExecError, OperationInput};
+use crate::plan::Plan;
 
 use super::StepOutcome;
 use super::deploy::{containers_of, service_arg};

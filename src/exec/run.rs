@@ -1,0 +1,568 @@
+//! The runner: takes an approved operation to its end. It starts it (taking
+//! the environment's lock, or waiting in the environment's queue when the
+//! command says `on_busy = "queue"`), journals each step before it runs and
+//! records each step's end — every write in one `events::Change` with its
+//! audit entry, so when the audit trail cannot be written the operation
+//! stops at the next step boundary — rolls back when it must, and records
+//! the outcome. It runs only while this process holds the operation's
+//! lease: a process that loses its leases abandons the operation at once,
+//! leaving it to the process that takes it over. A panic inside an
+//! operation ends it as failed and releases its lock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+
+use crate::app::{App, panic_text};
+use crate::audit::AuditEvent;
+use crate::catalog::{CommandSpec, OnBusy, Step};
+use crate::duration::format_elapsed;
+use crate::events::{self, Change};
+use crate::names::DECKHAND_ACTOR;
+use crate::parse::parse_action;
+use crate::plan::Plan;
+use crate::policy::OpState;
+use crate::store::{LockOutcome, OperationRecord, StoreError};
+
+use super::steps::{self, StepOutcome};
+use super::{OperationInput, busy_message, held_message};
+
+/// How often a queued operation looks at its environment again, besides
+/// being woken when an operation of this process ends.
+const QUEUE_POLL: Duration = Duration::from_millis(500);
+/// The longest wait between attempts to record an outcome the store did
+/// not take.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs an approved operation to its end. Does nothing when a task of this
+/// process runs it already, or when it is not this process's to run.
+pub async fn run_operation(app: Arc<App>, op_id: i64) {
+    let Some(local) = app.claim_local(op_id) else {
+        return;
+    };
+    let operation = match app.store.operation(op_id).await {
+        Ok(Some(operation)) => operation,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(op_id, error = %error, "cannot load operation to run");
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "op",
+        op_id,
+        command = %operation.command,
+        env = operation.env.as_deref().unwrap_or(""),
+        user = %operation.requester,
+        platform = %operation.platform
+    );
+    let run = std::panic::AssertUnwindSafe(run_to_end(&app, &operation)).catch_unwind();
+    if let Err(panic) = tracing::Instrument::instrument(run, span.clone()).await {
+        let _entered = span.enter();
+        tracing::error!(error = %panic_text(&*panic), "the operation panicked");
+        end_abandoned(
+            &app,
+            op_id,
+            OpState::Failed,
+            &format!("internal error, see Deckhand's logs for operation #{op_id}"),
+        )
+        .await;
+    }
+    drop(local);
+}
+
+/// Ends an operation this process owns but no task of it runs any more (its
+/// task panicked or was abandoned), or one it took over after its owner's
+/// lease lapsed: settles the target to the old or the new version, marks
+/// the operation `interrupted` in its message, and releases its lock.
+/// Returns whether this call ended it.
+pub async fn settle_orphan(app: &App, operation: &OperationRecord) -> bool {
+    let steps = app.store.steps(operation.id).await.unwrap_or_default();
+    let outcome = match steps
+        .iter()
+        .rev()
+        .find(|step| step.state == "running")
+        .or(steps.last())
+    {
+        Some(step) => format!(
+            "Deckhand stopped during step {} ({}); check the environment, then request it again",
+            step.idx + 1,
+            step.title
+        ),
+        None => "Deckhand stopped before it started; request it again".to_string(),
+    };
+    end_abandoned(app, operation.id, OpState::Interrupted, &outcome).await
+}
+
+/// Settles what a running operation left behind and moves it to `state`.
+async fn end_abandoned(app: &App, op_id: i64, state: OpState, why: &str) -> bool {
+    let Ok(Some(operation)) = app.store.operation(op_id).await else {
+        return false;
+    };
+    if operation.state.is_final() || operation.owner.as_deref() != Some(app.instance.as_str()) {
+        return false;
+    }
+    let mut outcome = why.to_string();
+    if operation.state == OpState::Running
+        && let Some(environment) = operation
+            .env
+            .as_deref()
+            .and_then(|env| app.config.environment(env))
+    {
+        let settled =
+            super::settle_leftovers(app, environment, &Plan::from_json(&operation.plan)).await;
+        if !settled.is_empty() {
+            outcome.push_str(&format!("; {}", settled.join("; ")));
+        }
+    }
+    let from = operation.state;
+    let result = async {
+        let mut change = Change::begin(app).await?;
+        let Some(current) = change.lock(op_id).await? else {
+            return Ok(false);
+        };
+        if current.state != from || current.owner.as_deref() != Some(app.instance.as_str()) {
+            return Ok(false);
+        }
+        let now = change.now();
+        change
+            .tx()
+            .set_state(op_id, from, state, now, Some(&outcome))
+            .await?;
+        if let Some(env) = &current.env {
+            change.tx().release_lock(env, op_id).await?;
+        }
+        change
+            .record_for(
+                &current,
+                DECKHAND_ACTOR,
+                AuditEvent::Finished {
+                    state,
+                    summary: outcome.clone(),
+                },
+            )
+            .await?;
+        change.commit().await?;
+        Ok::<_, StoreError>(true)
+    }
+    .await;
+    match result {
+        Ok(ended) => ended,
+        Err(error) => {
+            tracing::error!(op_id, error = %error, "cannot record the end of an abandoned operation; trying again later");
+            false
+        }
+    }
+}
+
+/// How a run ended.
+enum Ended {
+    /// With this state and summary, to be recorded.
+    Finished(OpState, String),
+    /// Not ours any more (lease lost, taken over): leave it as it is.
+    Abandoned,
+}
+
+async fn run_to_end(app: &Arc<App>, operation: &OperationRecord) {
+    let op_id = operation.id;
+    let action = match parse_action(&operation.command_line, &app.catalog, &app.config) {
+        Ok(action) => action,
+        Err(error) => {
+            let reason = format!("the request is no longer valid: {error}");
+            record_end(
+                app,
+                operation,
+                None,
+                OpState::Approved,
+                OpState::Failed,
+                &reason,
+            )
+            .await;
+            return;
+        }
+    };
+    let Some(spec) = app.catalog.get(action.command.as_str()) else {
+        return;
+    };
+    let env = action
+        .env
+        .as_ref()
+        .and_then(|env| app.config.environment(env.as_str()));
+    let locked_env = env
+        .filter(|_| spec.mutating)
+        .map(|environment| environment.name.to_string());
+    let on_busy = spec
+        .policy_for(action.env.as_ref())
+        .map(|rule| rule.on_busy)
+        .unwrap_or_default();
+    let Some(started) = start(app, operation, spec, locked_env.as_deref(), on_busy).await else {
+        return;
+    };
+    let input = OperationInput {
+        action: &action,
+        spec,
+        env,
+        requester: &started.requester,
+    };
+    match run_steps(app, &started, &input).await {
+        Ended::Finished(state, summary) => {
+            record_end(
+                app,
+                &started,
+                locked_env.as_deref(),
+                OpState::Running,
+                state,
+                &summary,
+            )
+            .await;
+        }
+        Ended::Abandoned => {
+            tracing::warn!(
+                op_id,
+                "operation abandoned: this process no longer holds its lease"
+            );
+        }
+    }
+}
+
+/// What one attempt to start came to.
+enum Start {
+    /// It runs now.
+    Running(Box<OperationRecord>),
+    /// Its environment is busy and it waits in the queue.
+    Waiting,
+    /// It ended before starting (busy, held) or is not ours to run.
+    Over,
+}
+
+/// Moves the operation from approved to running, taking its environment's
+/// lock; waits in the queue while the environment is busy, if the command
+/// says so. `None` when it did not start.
+async fn start(
+    app: &Arc<App>,
+    operation: &OperationRecord,
+    spec: &CommandSpec,
+    env: Option<&str>,
+    on_busy: OnBusy,
+) -> Option<OperationRecord> {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if app.is_shutting_down() || !app.holds_leases() {
+            return None;
+        }
+        match try_start(app, operation, spec, env, on_busy).await {
+            Ok(Start::Running(started)) => return Some(*started),
+            Ok(Start::Over) => return None,
+            Ok(Start::Waiting) => {
+                let mut shutdown = app.shutdown_signal();
+                tokio::select! {
+                    () = app.freed.notified() => {}
+                    () = tokio::time::sleep(QUEUE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Err(error) => {
+                // Fail closed: nothing starts unrecorded. The operation stays
+                // approved and starts once the store answers again.
+                tracing::error!(error = %error, "cannot start the operation; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECORD_RETRY_MAX);
+            }
+        }
+    }
+}
+
+async fn try_start(
+    app: &App,
+    operation: &OperationRecord,
+    spec: &CommandSpec,
+    env: Option<&str>,
+    on_busy: OnBusy,
+) -> Result<Start, StoreError> {
+    let op_id = operation.id;
+    let mut change = Change::begin(app).await?;
+    let now = change.now();
+    let Some(current) = change.lock(op_id).await? else {
+        return Ok(Start::Over);
+    };
+    if current.state != OpState::Approved || current.owner.as_deref() != Some(app.instance.as_str())
+    {
+        return Ok(Start::Over);
+    }
+    if let Some(env) = env {
+        let outcome = change
+            .tx()
+            .take_lock(env, op_id, &current.command, &current.requester, now)
+            .await?;
+        let busy = match outcome {
+            LockOutcome::Taken => None,
+            LockOutcome::Held(holder) | LockOutcome::Behind(holder) => Some(holder),
+        };
+        if let Some(holder) = busy {
+            if on_busy == OnBusy::Queue {
+                if current.queued_at.is_some() {
+                    // Still waiting; nothing new to record.
+                    return Ok(Start::Waiting);
+                }
+                change.tx().set_queued(op_id, now).await?;
+                change
+                    .record_for(
+                        &current,
+                        DECKHAND_ACTOR,
+                        AuditEvent::Queued {
+                            behind: holder.op_id,
+                        },
+                    )
+                    .await?;
+                change.commit().await?;
+                return Ok(Start::Waiting);
+            }
+            end_before_start(change, &current, &busy_message(&holder)).await?;
+            return Ok(Start::Over);
+        }
+        if !spec.allowed_during_hold
+            && let Some(hold) = change.tx().hold(env, now).await?
+        {
+            change.tx().release_lock(env, op_id).await?;
+            end_before_start(change, &current, &held_message(&hold)).await?;
+            return Ok(Start::Over);
+        }
+    }
+    change
+        .tx()
+        .set_state(op_id, OpState::Approved, OpState::Running, now, None)
+        .await?;
+    change
+        .record_for(&current, &current.requester, AuditEvent::Started)
+        .await?;
+    change.commit().await?;
+    let mut started = current;
+    started.state = OpState::Running;
+    Ok(Start::Running(Box::new(started)))
+}
+
+/// Fails an approved operation that cannot start (busy and not queueing,
+/// or held), in the change that found out.
+async fn end_before_start(
+    mut change: Change<'_>,
+    operation: &OperationRecord,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let now = change.now();
+    change
+        .tx()
+        .set_state(
+            operation.id,
+            OpState::Approved,
+            OpState::Failed,
+            now,
+            Some(reason),
+        )
+        .await?;
+    change
+        .record_for(
+            operation,
+            DECKHAND_ACTOR,
+            AuditEvent::Finished {
+                state: OpState::Failed,
+                summary: reason.to_string(),
+            },
+        )
+        .await?;
+    change.commit().await
+}
+
+/// Runs every step; returns how it ended.
+async fn run_steps(
+    app: &Arc<App>,
+    operation: &OperationRecord,
+    input: &OperationInput<'_>,
+) -> Ended {
+    let started = Instant::now();
+    let mut context = steps::RunContext::new(app, operation, input);
+    for (step_idx, step) in input.spec.steps.iter().enumerate() {
+        if app.is_shutting_down() {
+            let stopped = format!(
+                "Deckhand stopped before step {} ({})",
+                step_idx + 1,
+                step.title()
+            );
+            let (_, summary) = context.recover(stopped).await;
+            return Ended::Finished(OpState::Interrupted, summary);
+        }
+        if !app.holds_leases() {
+            return Ended::Abandoned;
+        }
+        let idx = i64::try_from(step_idx).unwrap_or(i64::MAX);
+        match journal_start(app, operation, idx, step).await {
+            Ok(true) => {}
+            Ok(false) => return Ended::Abandoned,
+            Err(error) => {
+                let failure = format!(
+                    "cannot journal step {} ({error}), so it did not run",
+                    step_idx + 1
+                );
+                let (state, summary) = context.recover(failure).await;
+                return Ended::Finished(state, summary);
+            }
+        }
+        let step_started = Instant::now();
+        let span = tracing::info_span!("step", idx = step_idx, kind = step.kind());
+        let result = tokio::select! {
+            result = tracing::Instrument::instrument(context.run(step), span) => result,
+            () = app.leases_lost() => return Ended::Abandoned,
+        };
+        let elapsed = step_started.elapsed();
+        match result {
+            Ok(outcome) => {
+                let event = AuditEvent::StepSucceeded {
+                    idx: step_idx,
+                    title: step.title(),
+                    elapsed_ms: elapsed.as_millis(),
+                };
+                if let Err(error) = journal_end(app, operation, idx, "ok", &outcome, event).await {
+                    let failure = format!(
+                        "the audit trail cannot be written ({error}), so Deckhand stopped after step {} ({})",
+                        step_idx + 1,
+                        step.title()
+                    );
+                    let (_, summary) = context.recover(failure).await;
+                    return Ended::Finished(OpState::Failed, summary);
+                }
+                if input.spec.mutating {
+                    events::detail(app, operation, &step.title(), &outcome.output);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let event = AuditEvent::StepFailed {
+                    idx: step_idx,
+                    title: step.title(),
+                    error: message.clone(),
+                };
+                let outcome = StepOutcome::summary(message.clone());
+                if let Err(journal_error) =
+                    journal_end(app, operation, idx, "failed", &outcome, event).await
+                {
+                    tracing::error!(error = %journal_error, "cannot journal a failed step");
+                }
+                let failure = format!("{} failed: {message}", step.title());
+                let (state, summary) = context.recover(failure).await;
+                return Ended::Finished(state, summary);
+            }
+        }
+    }
+    let summary = context.succeed(format_elapsed(started.elapsed())).await;
+    Ended::Finished(OpState::Succeeded, summary)
+}
+
+/// Journals a step before it runs; false when the operation is no longer
+/// this process's running operation.
+async fn journal_start(
+    app: &App,
+    operation: &OperationRecord,
+    idx: i64,
+    step: &Step,
+) -> Result<bool, StoreError> {
+    let mut change = Change::begin(app).await?;
+    let now = change.now();
+    let Some(current) = change.lock(operation.id).await? else {
+        return Ok(false);
+    };
+    if current.state != OpState::Running || current.owner.as_deref() != Some(app.instance.as_str())
+    {
+        return Ok(false);
+    }
+    change
+        .tx()
+        .start_step(operation.id, idx, step.kind(), &step.title(), now)
+        .await?;
+    change.commit().await?;
+    Ok(true)
+}
+
+/// Records a step's end with its audit entry.
+async fn journal_end(
+    app: &App,
+    operation: &OperationRecord,
+    idx: i64,
+    state: &str,
+    outcome: &StepOutcome,
+    event: AuditEvent,
+) -> Result<(), StoreError> {
+    let mut change = Change::begin(app).await?;
+    let now = change.now();
+    change.lock(operation.id).await?;
+    change
+        .tx()
+        .finish_step(operation.id, idx, state, &outcome.journal_text(), now)
+        .await?;
+    change.record_for(operation, DECKHAND_ACTOR, event).await?;
+    change.commit().await
+}
+
+/// Records how the operation ended and releases its environment's lock, in
+/// one change. Until that is recorded the lock stays held (the audit trail
+/// fails closed), so this retries with backoff, unless this process shuts
+/// down or loses its lease: the operation is then settled by whoever takes
+/// it over.
+async fn record_end(
+    app: &App,
+    operation: &OperationRecord,
+    env: Option<&str>,
+    from: OpState,
+    to: OpState,
+    summary: &str,
+) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match try_record_end(app, operation, env, from, to, summary).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot record the end of the operation; its environment stays locked until it is recorded");
+                if !app.holds_leases() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECORD_RETRY_MAX);
+            }
+        }
+    }
+}
+
+async fn try_record_end(
+    app: &App,
+    operation: &OperationRecord,
+    env: Option<&str>,
+    from: OpState,
+    to: OpState,
+    summary: &str,
+) -> Result<(), StoreError> {
+    let mut change = Change::begin(app).await?;
+    let now = change.now();
+    let Some(current) = change.lock(operation.id).await? else {
+        return Ok(());
+    };
+    if current.state != from {
+        return Ok(());
+    }
+    change
+        .tx()
+        .set_state(operation.id, from, to, now, Some(summary))
+        .await?;
+    if let Some(env) = env {
+        change.tx().release_lock(env, operation.id).await?;
+    }
+    change
+        .record_for(
+            &current,
+            DECKHAND_ACTOR,
+            AuditEvent::Finished {
+                state: to,
+                summary: summary.to_string(),
+            },
+        )
+        .await?;
+    change.commit().await
+}
