@@ -19,7 +19,7 @@ use crate::parse::Action;
 use crate::plan::Plan;
 use crate::store::{Hold, HoldKind, StoreError};
 
-pub use run::{run_operation, settle_orphan};
+pub use run::{contain, run_operation, settle_orphan};
 pub use steps::settle_leftovers;
 
 /// Why an operation (or its planning) failed. Every message is fit for

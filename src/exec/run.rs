@@ -38,9 +38,6 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Runs an approved operation to its end. Does nothing when a task of this
 /// process runs it already, or when it is not this process's to run.
 pub async fn run_operation(app: Arc<App>, op_id: i64) {
-    let Some(local) = app.claim_local(op_id) else {
-        return;
-    };
     let operation = match app.store.operation(op_id).await {
         Ok(Some(operation)) => operation,
         Ok(None) => return,
@@ -48,6 +45,23 @@ pub async fn run_operation(app: Arc<App>, op_id: i64) {
             tracing::error!(op_id, error = %error, "cannot load operation to run");
             return;
         }
+    };
+    contain(&app, &operation, run_to_end(&app, &operation)).await;
+}
+
+/// Runs `work` as the task of `operation` in this process: marked as
+/// running here (nothing else of this process runs it meanwhile), inside
+/// the operation's span, and with a panic contained — the operation then
+/// ends as failed ("internal error, see Deckhand's logs"), with what it
+/// left in its environment settled and its lock released.
+pub async fn contain(
+    app: &Arc<App>,
+    operation: &OperationRecord,
+    work: impl std::future::Future<Output = ()>,
+) {
+    let op_id = operation.id;
+    let Some(local) = app.claim_local(op_id) else {
+        return;
     };
     let span = tracing::info_span!(
         "op",
@@ -57,17 +71,12 @@ pub async fn run_operation(app: Arc<App>, op_id: i64) {
         user = %operation.requester,
         platform = %operation.platform
     );
-    let run = std::panic::AssertUnwindSafe(run_to_end(&app, &operation)).catch_unwind();
+    let run = std::panic::AssertUnwindSafe(work).catch_unwind();
     if let Err(panic) = tracing::Instrument::instrument(run, span.clone()).await {
-        let _entered = span.enter();
-        tracing::error!(error = %panic_text(&*panic), "the operation panicked");
-        end_abandoned(
-            &app,
-            op_id,
-            OpState::Failed,
-            &format!("internal error, see Deckhand's logs for operation #{op_id}"),
-        )
-        .await;
+        tracing::error!(parent: &span, error = %panic_text(&*panic), "the operation panicked");
+        let why = format!("internal error, see Deckhand's logs for operation #{op_id}");
+        let ending = end_abandoned(app, op_id, OpState::Failed, &why);
+        tracing::Instrument::instrument(ending, span).await;
     }
     drop(local);
 }

@@ -12,6 +12,7 @@ mod deploy;
 mod diagnose;
 mod discord;
 mod docker_layer;
+mod ownership;
 mod pagerduty;
 mod peers;
 mod postgres_store;

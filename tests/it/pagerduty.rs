@@ -334,3 +334,82 @@ async fn a_missing_or_wrong_signature_gets_401_and_changes_nothing() {
     incidents.app.wait_idle().await;
     assert_eq!(incidents.operations().await, 1);
 }
+
+/// Makes every insert into `table` fail, as a store that refuses writes would.
+async fn break_inserts(app: &App, table: &str) {
+    let trigger = format!(
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'forced failure'); END"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(trigger))
+        .execute(app.store.pool())
+        .await
+        .expect("the trigger is created");
+}
+
+async fn repair_inserts(app: &App, table: &str) {
+    let drop = format!("DROP TRIGGER refuse_{table}");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(app.store.pool())
+        .await
+        .expect("the trigger is dropped");
+}
+
+#[tokio::test]
+async fn a_delivery_whose_handling_fails_is_handled_on_pagerdutys_retry() {
+    let peer = PagerDutyPeer::start().await;
+    let incidents = Incidents::start(
+        "[environments.staging]\nhost = \"local\"\n\n[environments.staging.services.redis]\ncontainer = \"deckhand-test-no-such-redis\"\nkind = \"redis\"\n",
+        &peer,
+    )
+    .await;
+    let triggered = fixture_bytes("pagerduty/incident_triggered.json");
+    let signature = pagerduty_signature(SECRET, &triggered);
+    let webhook_id = "01FAILSONCE0000000000000000";
+
+    // Handling fails after the delivery was seen: 500, so PagerDuty retries,
+    // and nothing of it stays.
+    break_inserts(&incidents.app, "incidents").await;
+    let failed = webhook_with(&incidents.url, &triggered, &signature, webhook_id).await;
+    assert_eq!(failed.status().as_u16(), 500);
+    assert_eq!(incidents.operations().await, 0, "nothing was created");
+
+    // PagerDuty's retry of the same delivery is handled, not called a duplicate.
+    repair_inserts(&incidents.app, "incidents").await;
+    let retried = webhook_with(&incidents.url, &triggered, &signature, webhook_id).await;
+    let (status, body) = json_of(retried).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &Value::from("diagnosing")),
+        "{body}"
+    );
+    let again = webhook_with(&incidents.url, &triggered, &signature, webhook_id).await;
+    assert_eq!(json_of(again).await.1["status"], "duplicate");
+    incidents.app.wait_idle().await;
+    assert_eq!(incidents.operations().await, 1, "one report");
+}
+
+#[tokio::test]
+async fn a_store_outage_during_delivery_is_answered_500_and_the_retry_is_handled() {
+    let peer = PagerDutyPeer::start().await;
+    let incidents = Incidents::start(
+        "[environments.staging]\nhost = \"local\"\n\n[environments.staging.services.redis]\ncontainer = \"deckhand-test-no-such-redis\"\nkind = \"redis\"\n",
+        &peer,
+    )
+    .await;
+    let triggered = fixture_bytes("pagerduty/incident_triggered.json");
+    let signature = pagerduty_signature(SECRET, &triggered);
+    let webhook_id = "01STOREDOWN000000000000000";
+
+    // The store cannot even record that the delivery arrived: never handled
+    // unrecorded, never dropped silently.
+    break_inserts(&incidents.app, "deliveries").await;
+    let refused = webhook_with(&incidents.url, &triggered, &signature, webhook_id).await;
+    assert_eq!(refused.status().as_u16(), 500);
+    assert_eq!(incidents.operations().await, 0);
+
+    repair_inserts(&incidents.app, "deliveries").await;
+    let retried = webhook_with(&incidents.url, &triggered, &signature, webhook_id).await;
+    assert_eq!(json_of(retried).await.1["status"], "diagnosing");
+    incidents.app.wait_idle().await;
+    assert_eq!(incidents.operations().await, 1, "handled exactly once");
+}

@@ -113,10 +113,15 @@ impl CommandsCopy {
 
     /// A workspace whose config uses these commands.
     pub fn workspace(&self) -> Workspace {
+        self.workspace_with(|text| text)
+    }
+
+    /// A workspace whose config uses these commands, edited by `edit`.
+    pub fn workspace_with(&self, edit: impl FnOnce(String) -> String) -> Workspace {
         let folder = self.path().display().to_string();
         Workspace::with_config(|text| {
             let shipped = repo_root().join("commands").display().to_string();
-            text.replace(&shipped, &folder)
+            edit(text.replace(&shipped, &folder))
         })
     }
 }
