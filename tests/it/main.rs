@@ -16,6 +16,7 @@ mod ownership;
 mod pagerduty;
 mod peers;
 mod postgres_store;
+mod replicas;
 mod rotate;
 mod serve;
 mod slack;

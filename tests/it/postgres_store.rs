@@ -16,7 +16,8 @@ use deckhand::store::{NewRelease, Store};
 use crate::support::docker::{TestDocker, eventually};
 use crate::support::workspace::{Workspace, console_request, stdout};
 
-async fn start_postgres(docker: &TestDocker) -> String {
+/// A PostgreSQL 15 container for a test; returns its URL once it answers.
+pub(crate) async fn start_postgres(docker: &TestDocker) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

@@ -28,15 +28,15 @@ use crate::support::{
     DEADLINE, PeerServer, fixture_bytes, fixture_json, now_unix, random_hex, wait_for,
 };
 
-const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const CHANNEL: &str = "C0DEPLOYS1";
+pub(crate) const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub(crate) const CHANNEL: &str = "C0DEPLOYS1";
 const AUDIT_CHANNEL: &str = "C0AUDIT001";
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 
 // Config ids of the shipped users.
-const ALICE: &str = "U0ALICE01";
-const BOB: &str = "U0BOB0001";
+pub(crate) const ALICE: &str = "U0ALICE01";
+pub(crate) const BOB: &str = "U0BOB0001";
 const CAROL: &str = "U0CAROL01";
 const DAVE: &str = "U0DAVE001";
 const ERIN: &str = "U0ERIN001";
@@ -46,7 +46,7 @@ const DBA_GROUP: &str = "S0DBA00001";
 
 /// Which transport a test drives.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Http,
     Socket,
 }
@@ -419,7 +419,7 @@ fn isolated_slack_config(text: String, mode: Mode, api_url: &str) -> String {
 
 /// The config `text` plus `[slack]` pointing at the peer, an audit channel
 /// for staging, and the `dba` role granted to a Slack user group.
-fn slack_config(text: String, mode: Mode, api_url: &str) -> String {
+pub(crate) fn slack_config(text: String, mode: Mode, api_url: &str) -> String {
     let mode_lines = match mode {
         Mode::Http => {
             "mode = \"http\"\nsigning_secret_env = \"DECKHAND_TEST_SLACK_SIGNING_UNUSED\""
@@ -453,7 +453,7 @@ fn new_event_id() -> String {
 
 /// A block_actions payload from the fixture: `user` clicks the button
 /// `action_id` of `message`, carrying the value Deckhand rendered.
-fn click_payload(user: &str, message: &SlackMessage, action_id: &str) -> Value {
+pub(crate) fn click_payload(user: &str, message: &SlackMessage, action_id: &str) -> Value {
     let button = message.latest()["blocks"]
         .as_array()
         .into_iter()
@@ -474,7 +474,7 @@ fn click_payload(user: &str, message: &SlackMessage, action_id: &str) -> Value {
 }
 
 /// The operation id in a message title such as `Rollback-db #3 · …`.
-fn op_id_of(message: &SlackMessage) -> i64 {
+pub(crate) fn op_id_of(message: &SlackMessage) -> i64 {
     let text = message.texts().join("\n");
     let after = text
         .split('#')
