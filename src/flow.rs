@@ -666,14 +666,12 @@ pub async fn recover_interrupted(app: &App) {
                 None => "Deckhand stopped before it started; request it again".to_string(),
             };
             if state == OpState::Running
-                && let Some(environment) = operation
+                && let Some(_environment) = operation
                     .env
                     .as_deref()
                     .and_then(|env| app.config.environment(env))
             {
-                let settled =
-                    exec::settle_leftovers(app, environment, &Plan::from_json(&operation.plan))
-                        .await;
+                let settled = exec::settle_interrupted(app, &operation).await;
                 if !settled.is_empty() {
                     outcome.push_str(&format!("; {}", settled.join("; ")));
                 }

@@ -6,6 +6,7 @@
 
 pub mod hosts;
 pub mod plan;
+pub mod recovery;
 mod steps;
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::policy::OpState;
 use crate::store::{Hold, HoldKind, OperationRecord, StoreError};
 
 pub use plan::{Change, Plan};
-pub use steps::settle_leftovers;
+pub use recovery::settle_interrupted;
 
 /// Why an operation (or its planning) failed. Every message is fit for
 /// chat: it names what failed and never holds a secret.

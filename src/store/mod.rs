@@ -8,6 +8,7 @@
 
 mod audit_log;
 mod incidents;
+mod intents;
 mod locks;
 mod operations;
 mod releases;
@@ -21,6 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit_log::{AuditEntry, NewAuditEntry};
 pub use incidents::IncidentRecord;
+pub use intents::StepIntent;
 pub use locks::{Hold, HoldKind, LockHolder};
 pub use operations::{NewOperation, OperationRecord, StepRecord};
 pub use releases::{NewRelease, Release};
