@@ -78,7 +78,7 @@ pub struct StagedReplacement {
     journal: Journal,
     service: String,
     sub_step: String,
-    inner: Replacement,
+    inner: Box<Replacement>,
 }
 
 impl StagedReplacement {
@@ -104,7 +104,7 @@ impl StagedReplacement {
             journal: journal.clone(),
             service: service.to_string(),
             sub_step: sub_step_of(&container.name),
-            inner,
+            inner: Box::new(inner),
         })
     }
 

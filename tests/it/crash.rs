@@ -1,0 +1,286 @@
+//! Crash safety against real Docker and real PostgreSQL: a real operation's
+//! step is driven one journaled stage at a time (`exec::recovery::StagedStep`,
+//! the machine the runner itself uses) up to stage k and then abandoned, as a
+//! kill -9 would leave it — journal and Docker as they are. Recovery
+//! (`exec::settle_interrupted`) must then leave the target on the old or the
+//! new version, healthy, with nothing left behind, settling twice must be
+//! harmless, and later work must succeed. One test kills the real binary with
+//! SIGKILL in the middle of a slow stop and lets a second start recover.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deckhand::app::App;
+use deckhand::docker::{DockerHost, Exec, ServiceSelector};
+use deckhand::exec::recovery::{Progress, StagedStep};
+use deckhand::exec::{Change, Plan, settle_interrupted};
+use deckhand::policy::OpState;
+use deckhand::store::{NewOperation, OperationRecord};
+
+use crate::support::demo::DemoEnv;
+use crate::support::docker::{TestDocker, eventually};
+use crate::support::workspace::{CommandsCopy, stdout};
+
+const V1: &str = "deckhand-demo/tasktracker-backend:v1";
+const V2: &str = "deckhand-demo/tasktracker-backend:v2";
+
+/// The state key every in-process test uses; the same value everywhere, so
+/// setting it from several tests at once is harmless.
+pub const STATE_KEY: &str = "q3Zc8tWZ2n1s0fJmR3l8o7mC2q9v4xY6b1kP0aT5uE8=";
+
+pub fn set_state_key() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        // SAFETY: every caller sets the same value before reading it, and no
+        // test removes it from this process.
+        unsafe { std::env::set_var("DECKHAND_STATE_KEY", STATE_KEY) };
+    });
+}
+
+/// A running operation as the runner would have stored it.
+pub async fn running_operation(app: &App, command_line: &str, plan: &Plan) -> OperationRecord {
+    let command = command_line
+        .trim_start_matches('/')
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let now = app.now();
+    let op_id = app
+        .store
+        .insert_operation(&NewOperation {
+            command: command.clone(),
+            env: Some("staging".to_string()),
+            command_line: command_line.to_string(),
+            params_hash: "h".to_string(),
+            plan: plan.to_json(),
+            requester: "alice".to_string(),
+            platform: deckhand::names::Platform::Console,
+            channel: "console".to_string(),
+            state: OpState::Running,
+            approvals_needed: 0,
+            approver_roles: Vec::new(),
+            created_at: now,
+            expires_at: None,
+        })
+        .await
+        .expect("operation");
+    app.store
+        .operation(op_id)
+        .await
+        .expect("reads")
+        .expect("exists")
+}
+
+/// Runs `stages` stages of step `step_idx` and abandons the step there;
+/// returns whether the step finished within them.
+pub async fn run_stages(
+    app: &App,
+    operation: &OperationRecord,
+    step_idx: usize,
+    stages: usize,
+) -> Result<bool, String> {
+    let mut step = StagedStep::begin(app, operation, step_idx)
+        .await
+        .map_err(|error| error.to_string())?;
+    for _ in 0..stages {
+        match step.advance().await.map_err(|error| error.to_string())? {
+            Progress::Stage(_) => {}
+            Progress::Done(_) => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// Runs a step to its end; returns its summary.
+pub async fn run_to_end(app: &App, operation: &OperationRecord, step_idx: usize) -> String {
+    let mut step = StagedStep::begin(app, operation, step_idx)
+        .await
+        .unwrap_or_else(|error| panic!("step {step_idx} begins: {error}"));
+    loop {
+        match step.advance().await {
+            Ok(Progress::Stage(_)) => {}
+            Ok(Progress::Done(summary)) => return summary,
+            Err(error) => panic!("step {step_idx} failed: {error}"),
+        }
+    }
+}
+
+/// Settles, checks that the journal is empty afterwards and that settling
+/// again does nothing; returns the first call's lines.
+pub async fn settle_twice(app: &App, operation: &OperationRecord) -> Vec<String> {
+    let lines = settle_interrupted(app, operation).await;
+    assert_eq!(
+        app.store.intents(operation.id).await.expect("journal"),
+        Vec::new(),
+        "every intent settled: {lines:?}"
+    );
+    let again = settle_interrupted(app, operation).await;
+    assert!(again.is_empty(), "settling twice changes nothing: {again:?}");
+    lines
+}
+
+fn backend_selector(demo: &DemoEnv) -> ServiceSelector {
+    ServiceSelector::Compose {
+        project: demo.project().to_string(),
+        service: "backend".to_string(),
+    }
+}
+
+/// The backend's one container, which must run and be healthy; no
+/// `.deckhand-old` container may be left. Returns its image.
+async fn backend_settled(demo: &DemoEnv) -> String {
+    let selector = backend_selector(demo);
+    let containers = demo.host.find_containers(&selector).await.expect("lists");
+    assert_eq!(containers.len(), 1, "one backend container: {containers:?}");
+    assert!(
+        demo.host
+            .find_leftovers(&selector)
+            .await
+            .expect("lists")
+            .is_empty(),
+        "no .deckhand-old container left"
+    );
+    let outcome = demo
+        .host
+        .wait_healthy(&containers[0].id, Duration::from_secs(60))
+        .await
+        .expect("waits");
+    assert!(outcome.is_ready(), "the backend runs healthy: {outcome}");
+    containers[0].image_reference.clone()
+}
+
+fn change(from: &str, to: &str) -> Plan {
+    Plan {
+        changes: vec![Change {
+            service: "backend".to_string(),
+            from_image: Some(from.to_string()),
+            from_digest: None,
+            to_image: to.to_string(),
+            replicas: 1,
+            note: None,
+        }],
+        ..Default::default()
+    }
+}
+
+/// The deploy's `recreate` is step 4 (index 3) of commands/deploy.toml.
+const RECREATE_STEP: usize = 3;
+
+#[tokio::test]
+async fn a_replacement_killed_at_any_stage_leaves_the_old_or_the_new_version_running() {
+    let demo = DemoEnv::start("crash_replace").await;
+    let app = demo.workspace.app().await;
+    let mut running = V1.to_string();
+    // 0: nothing done yet; 1: old stopped; 2: renamed aside; 3: new created;
+    // 4: new connected; 5: new started.
+    for stages in 0..=5 {
+        let target = if running == V1 { V2 } else { V1 };
+        let operation = running_operation(
+            &app,
+            &format!("/deploy staging {}", &target[target.len() - 2..]),
+            &change(&running, target),
+        )
+        .await;
+        let finished = run_stages(&app, &operation, RECREATE_STEP, stages)
+            .await
+            .expect("stages run");
+        assert!(!finished, "a replacement has more than {stages} stages");
+        let lines = settle_twice(&app, &operation).await;
+        let now = backend_settled(&demo).await;
+        if stages < 5 {
+            assert_eq!(now, running, "before the start the old version stays ({stages} stages)");
+            if stages > 0 {
+                assert!(
+                    lines.iter().any(|line| line.ends_with("restored to the previous version")),
+                    "{stages} stages: {lines:?}"
+                );
+            }
+        } else {
+            assert_eq!(now, target, "a started, healthy new version stays");
+            assert!(
+                lines.iter().any(|line| line.ends_with("kept on the new version")),
+                "{lines:?}"
+            );
+        }
+        running = now;
+    }
+    // Later deploys work: a whole replacement, then its commit.
+    let target = if running == V1 { V2 } else { V1 };
+    let operation = running_operation(&app, "/deploy staging v1", &change(&running, target)).await;
+    let summary = run_to_end(&app, &operation, RECREATE_STEP).await;
+    assert!(summary.contains("1 container(s)"), "{summary}");
+    let lines = settle_twice(&app, &operation).await;
+    assert!(lines.iter().any(|line| line.ends_with("kept on the new version")), "{lines:?}");
+    assert_eq!(backend_settled(&demo).await, target);
+}
+
+#[tokio::test]
+async fn the_one_off_container_of_an_interrupted_migration_is_removed() {
+    let demo = DemoEnv::start("crash_oneoff").await;
+    let app = demo.workspace.app().await;
+    let operation = running_operation(&app, "/deploy staging v2", &change(V1, V2)).await;
+    // The deploy's migrate is step 3 (index 2): started, then abandoned.
+    assert!(!run_stages(&app, &operation, 2, 1).await.expect("starts"));
+    let intents = app.store.intents(operation.id).await.expect("journal");
+    let data = intents
+        .iter()
+        .find(|intent| intent.kind == "run_once")
+        .map(|intent| intent.data.clone())
+        .expect("the one-off container is journaled before it is created");
+    let record: serde_json::Value = serde_json::from_str(&data).expect("json");
+    let label = format!(
+        "deckhand.one-off={}",
+        record["token"].as_str().expect("a token")
+    );
+    let one_offs = || async {
+        let listed = demo
+            .host
+            .find_containers(&ServiceSelector::Compose {
+                project: demo.project().to_string(),
+                service: "backend".to_string(),
+            })
+            .await
+            .expect("lists");
+        listed.len()
+    };
+    assert_eq!(one_offs().await, 1, "the one-off container is not a replica");
+    let labelled = labelled_containers(&label).await;
+    assert_eq!(labelled.len(), 1, "the one-off container exists: {label}");
+
+    let lines = settle_twice(&app, &operation).await;
+    assert!(
+        lines.iter().any(|line| line.starts_with("one-off container") && line.ends_with("removed")),
+        "{lines:?}"
+    );
+    assert!(labelled_containers(&label).await.is_empty());
+    assert_eq!(backend_settled(&demo).await, V1);
+}
+
+/// Containers carrying a label (`key=value`), by name.
+async fn labelled_containers(label: &str) -> Vec<String> {
+    let raw = bollard::Docker::connect_with_unix(
+        "/var/run/docker.sock",
+        30,
+        &bollard::ClientVersion {
+            major_version: 1,
+            minor_version: 41,
+        },
+    )
+    .expect("socket");
+    let filters = HashMap::from([("label", vec![label.to_string()])]);
+    raw.list_containers(Some(
+        bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build(),
+    ))
+    .await
+    .expect("lists")
+    .into_iter()
+    .flat_map(|summary| summary.names.unwrap_or_default())
+    .collect()
+}
