@@ -284,3 +284,224 @@ async fn labelled_containers(label: &str) -> Vec<String> {
     .flat_map(|summary| summary.names.unwrap_or_default())
     .collect()
 }
+
+async fn backend_env(demo: &DemoEnv, name: &str) -> String {
+    let containers = demo
+        .host
+        .find_containers(&backend_selector(demo))
+        .await
+        .expect("lists");
+    demo.host
+        .env_of(&containers[0].id)
+        .await
+        .expect("env")
+        .remove(name)
+        .unwrap_or_else(|| panic!("backend has no {name}"))
+}
+
+/// Waits until the backend says its database connection works.
+async fn backend_ready(demo: &DemoEnv) {
+    let url = format!("{}/health/ready", demo.staging_url(13000));
+    eventually("the backend to reach its database", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let probe = deckhand::probe::probe(&url, Duration::from_secs(5)).await;
+            probe.body_excerpt.contains("\"database\":\"ok\"").then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rotations_of_the_jwt_secret_and_the_database_password_killed_midway_finish_or_undo() {
+    set_state_key();
+    let demo = DemoEnv::start("crash_rotate").await;
+    let app = demo.workspace.app().await;
+
+    // JWT: abandoned with the old container renamed aside, then with the new
+    // one started. All replicas end on one secret; no .deckhand-old remains.
+    let original_jwt = backend_env(&demo, "JWT_SECRET").await;
+    let operation = running_operation(&app, "/rotate jwt staging", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 2).await.expect("stages"));
+    let lines = settle_twice(&app, &operation).await;
+    assert!(lines[0].starts_with("JWT rotation undone"), "{lines:?}");
+    backend_settled(&demo).await;
+    assert_eq!(backend_env(&demo, "JWT_SECRET").await, original_jwt);
+
+    let operation = running_operation(&app, "/rotate jwt staging", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 5).await.expect("stages"));
+    let lines = settle_twice(&app, &operation).await;
+    assert!(lines[0].starts_with("JWT rotation finished"), "{lines:?}");
+    backend_settled(&demo).await;
+    let rotated_jwt = backend_env(&demo, "JWT_SECRET").await;
+    assert_ne!(rotated_jwt, original_jwt);
+    // Later recreates of the service work: a whole rotation.
+    let operation = running_operation(&app, "/rotate jwt staging", &Plan::default()).await;
+    let summary = run_to_end(&app, &operation, 0).await;
+    assert!(summary.starts_with("new JWT secret in JWT_SECRET"), "{summary}");
+    assert_ne!(backend_env(&demo, "JWT_SECRET").await, rotated_jwt);
+
+    // Database password: 1 stage = new password set, consumer not moved;
+    // 3 = the consumer's old container renamed aside (the service down);
+    // 6 = the consumer's new container started and healthy.
+    let original_url = backend_env(&demo, "DATABASE_URL").await;
+    for (stages, finished) in [(1, false), (3, false), (6, true)] {
+        let before = backend_env(&demo, "DATABASE_URL").await;
+        let operation =
+            running_operation(&app, "/rotate db-password staging", &Plan::default()).await;
+        assert!(!run_stages(&app, &operation, 0, stages).await.expect("stages"));
+        let intents = app.store.intents(operation.id).await.expect("journal");
+        let rotation = intents
+            .iter()
+            .find(|intent| intent.kind == "rotate_db_password")
+            .expect("the rotation is journaled");
+        assert!(rotation.sealed.is_some(), "the passwords are sealed");
+        let old_password = url::Url::parse(&before)
+            .expect("url")
+            .password()
+            .expect("password")
+            .to_string();
+        for intent in &intents {
+            assert!(!intent.data.contains(&old_password), "no plaintext in the journal");
+            assert!(
+                !intent.sealed.clone().unwrap_or_default().contains(&old_password),
+                "sealed, not plaintext"
+            );
+        }
+        let lines = settle_twice(&app, &operation).await;
+        backend_settled(&demo).await;
+        backend_ready(&demo).await;
+        let after = backend_env(&demo, "DATABASE_URL").await;
+        if finished {
+            assert!(lines[0].starts_with("database password rotation finished"), "{lines:?}");
+            assert_ne!(after, before, "the consumer runs on the new password");
+            let new_password = url::Url::parse(&after)
+                .expect("url")
+                .password()
+                .expect("password")
+                .to_string();
+            let store = std::fs::read(demo.workspace.config_path().with_file_name("deckhand.db"))
+                .expect("the store file");
+            assert!(
+                !String::from_utf8_lossy(&store).contains(&new_password),
+                "the new password is nowhere in the store"
+            );
+        } else {
+            assert!(lines[0].starts_with("database password rotation undone"), "{lines:?}");
+            assert_eq!(after, before, "the consumer is back on the old password");
+        }
+    }
+    assert_ne!(backend_env(&demo, "DATABASE_URL").await, original_url);
+}
+
+/// Runs a command as root in a container; returns its stdout.
+async fn exec_sql(host: &DockerHost, container: &str, database: &str, sql: &str) -> String {
+    let output = host
+        .exec(
+            container,
+            Exec {
+                cmd: vec![
+                    "psql".into(),
+                    "-U".into(),
+                    "tasktracker".into(),
+                    "-d".into(),
+                    database.into(),
+                    "-v".into(),
+                    "ON_ERROR_STOP=1".into(),
+                    "-qtAc".into(),
+                    sql.into(),
+                ],
+                env: Vec::new(),
+                stdin: None,
+                timeout: Duration::from_secs(30),
+            },
+        )
+        .await
+        .expect("psql runs");
+    assert_eq!(output.exit_code, 0, "{sql}: {}", output.stderr_text());
+    output.stdout_text().trim().to_string()
+}
+
+async fn container_of(demo: &DemoEnv, service: &str) -> String {
+    demo.host
+        .find_containers(&ServiceSelector::Compose {
+            project: demo.project().to_string(),
+            service: service.to_string(),
+        })
+        .await
+        .expect("lists")
+        .remove(0)
+        .id
+}
+
+async fn served_names(demo: &DemoEnv) -> Vec<String> {
+    deckhand::diagnose::inspect_certificate(
+        &deckhand::config::TlsEndpoint {
+            connect: demo
+                .staging_url(18443)
+                .trim_start_matches("http://")
+                .to_string(),
+            name: "localhost".to_string(),
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("nginx serves a certificate")
+    .dns_names
+}
+
+#[tokio::test]
+async fn certificate_restore_and_service_steps_killed_midway_settle_to_a_stated_state() {
+    let demo = DemoEnv::start("crash_settle").await;
+    let app = demo.workspace.app().await;
+
+    // TLS: installed but not loaded → the previous files come back; loaded
+    // and verified → the new certificate stays. The demo's certificate names
+    // no subjectAltName; a rotated one names localhost.
+    assert!(served_names(&demo).await.is_empty());
+    let operation = running_operation(&app, "/rotate ssl staging", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 3).await.expect("stages"));
+    let lines = settle_twice(&app, &operation).await;
+    assert_eq!(lines, ["TLS rotation undone: nginx serves the previous certificate again"]);
+    assert!(served_names(&demo).await.is_empty(), "the previous certificate is served");
+    let operation = running_operation(&app, "/rotate ssl staging", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 4).await.expect("stages"));
+    let lines = settle_twice(&app, &operation).await;
+    assert_eq!(lines, ["TLS rotation finished: nginx serves the new certificate (verified)"]);
+    assert_eq!(served_names(&demo).await, ["localhost"]);
+
+    // restore-db: loaded beside the live database → the live data stays;
+    // swapped in → the restored data stays. Nothing is left beside it.
+    std::fs::write(
+        demo.backup_dir.path().join("marker.sql"),
+        "CREATE TABLE restored_marker (id int);\nINSERT INTO restored_marker VALUES (42);\n",
+    )
+    .expect("a backup");
+    let postgres = container_of(&demo, "postgres").await;
+    let marker = "SELECT to_regclass('restored_marker') IS NOT NULL";
+    let copies = "SELECT count(*) FROM pg_database WHERE datname LIKE 'tasktracker_%'";
+    let operation =
+        running_operation(&app, "/restore-db staging marker.sql", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 1).await.expect("stages"));
+    let lines = settle_twice(&app, &operation).await;
+    assert!(lines[0].starts_with("restore undone: tasktracker keeps its previous data"), "{lines:?}");
+    assert_eq!(exec_sql(&demo.host, &postgres, "tasktracker", marker).await, "f");
+    assert_eq!(exec_sql(&demo.host, &postgres, "postgres", copies).await, "0");
+    let operation =
+        running_operation(&app, "/restore-db staging marker.sql", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 2).await.expect("stages"));
+    let lines = settle_twice(&app, &operation).await;
+    assert!(lines[0].starts_with("restore finished: tasktracker holds marker.sql"), "{lines:?}");
+    assert_eq!(exec_sql(&demo.host, &postgres, "tasktracker", marker).await, "t");
+    assert_eq!(exec_sql(&demo.host, &postgres, "postgres", copies).await, "0");
+
+    // /service restart interrupted after its stop: the container runs again.
+    let operation = running_operation(&app, "/service restart staging ide", &Plan::default()).await;
+    assert!(!run_stages(&app, &operation, 0, 1).await.expect("stages"));
+    let ide = container_of(&demo, "ide").await;
+    assert!(!demo.host.inspect(&ide).await.expect("inspects").state.running);
+    let lines = settle_twice(&app, &operation).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].ends_with("running again (the interrupted /service restart was finished)"));
+    assert!(demo.host.inspect(&ide).await.expect("inspects").state.running);
+}
