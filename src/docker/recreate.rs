@@ -177,9 +177,25 @@ impl Replacement {
             ReplaceStage::Rename => host.rename(&self.state.old_id, &self.state.old_name).await,
             ReplaceStage::Create => {
                 let body = self.body.take().unwrap_or_default();
-                host.create_named(&self.state.name, body)
-                    .await
-                    .map(|new_id| self.state.new_id = Some(new_id))
+                match host.create_named(&self.state.name, body).await {
+                    Ok(new_id) => {
+                        self.state.new_id = Some(new_id);
+                        Ok(())
+                    }
+                    // A create that timed out may still have made the container; it now
+                    // carries the name and is ours to remove.
+                    Err(error @ DockerError::Timeout { .. }) => {
+                        self.state.new_id = host
+                            .inspect_if_exists(&self.state.name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|container| container.id)
+                            .filter(|id| *id != self.state.old_id);
+                        Err(error)
+                    }
+                    Err(error) => Err(error),
+                }
             }
             ReplaceStage::Connect => match &self.state.new_id {
                 Some(new_id) => host.connect_networks(new_id, &self.plan.extra).await,
@@ -426,18 +442,8 @@ impl DockerHost {
     /// A failed stop may still be under way in Docker, so the old container is first
     /// allowed to finish stopping.
     async fn undo_replacement(&self, state: &ReplacementState) -> Result<(), DockerError> {
-        let new_id = match &state.new_id {
-            Some(new_id) => Some(new_id.clone()),
-            // A create that failed late (a timeout, say) may still have made the container.
-            None if state.stage >= ReplaceStage::Create => self
-                .inspect_if_exists(&state.name)
-                .await?
-                .map(|container| container.id)
-                .filter(|id| *id != state.old_id),
-            None => None,
-        };
-        if let Some(new_id) = new_id {
-            self.remove(&new_id).await?;
+        if let Some(new_id) = &state.new_id {
+            self.remove(new_id).await?;
         }
         if state.stage >= ReplaceStage::Create {
             self.rename(&state.old_id, &state.name).await?;

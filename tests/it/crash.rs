@@ -119,7 +119,10 @@ pub async fn settle_twice(app: &App, operation: &OperationRecord) -> Vec<String>
         "every intent settled: {lines:?}"
     );
     let again = settle_interrupted(app, operation).await;
-    assert!(again.is_empty(), "settling twice changes nothing: {again:?}");
+    assert!(
+        again.is_empty(),
+        "settling twice changes nothing: {again:?}"
+    );
     lines
 }
 
@@ -192,17 +195,24 @@ async fn a_replacement_killed_at_any_stage_leaves_the_old_or_the_new_version_run
         let lines = settle_twice(&app, &operation).await;
         let now = backend_settled(&demo).await;
         if stages < 5 {
-            assert_eq!(now, running, "before the start the old version stays ({stages} stages)");
+            assert_eq!(
+                now, running,
+                "before the start the old version stays ({stages} stages)"
+            );
             if stages > 0 {
                 assert!(
-                    lines.iter().any(|line| line.ends_with("restored to the previous version")),
+                    lines
+                        .iter()
+                        .any(|line| line.ends_with("restored to the previous version")),
                     "{stages} stages: {lines:?}"
                 );
             }
         } else {
             assert_eq!(now, target, "a started, healthy new version stays");
             assert!(
-                lines.iter().any(|line| line.ends_with("kept on the new version")),
+                lines
+                    .iter()
+                    .any(|line| line.ends_with("kept on the new version")),
                 "{lines:?}"
             );
         }
@@ -214,7 +224,12 @@ async fn a_replacement_killed_at_any_stage_leaves_the_old_or_the_new_version_run
     let summary = run_to_end(&app, &operation, RECREATE_STEP).await;
     assert!(summary.contains("1 container(s)"), "{summary}");
     let lines = settle_twice(&app, &operation).await;
-    assert!(lines.iter().any(|line| line.ends_with("kept on the new version")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.ends_with("kept on the new version")),
+        "{lines:?}"
+    );
     assert_eq!(backend_settled(&demo).await, target);
 }
 
@@ -247,13 +262,19 @@ async fn the_one_off_container_of_an_interrupted_migration_is_removed() {
             .expect("lists");
         listed.len()
     };
-    assert_eq!(one_offs().await, 1, "the one-off container is not a replica");
+    assert_eq!(
+        one_offs().await,
+        1,
+        "the one-off container is not a replica"
+    );
     let labelled = labelled_containers(&label).await;
     assert_eq!(labelled.len(), 1, "the one-off container exists: {label}");
 
     let lines = settle_twice(&app, &operation).await;
     assert!(
-        lines.iter().any(|line| line.starts_with("one-off container") && line.ends_with("removed")),
+        lines
+            .iter()
+            .any(|line| line.starts_with("one-off container") && line.ends_with("removed")),
         "{lines:?}"
     );
     assert!(labelled_containers(&label).await.is_empty());
@@ -302,13 +323,20 @@ async fn backend_env(demo: &DemoEnv, name: &str) -> String {
 /// Waits until the backend says its database connection works.
 async fn backend_ready(demo: &DemoEnv) {
     let url = format!("{}/health/ready", demo.staging_url(13000));
-    eventually("the backend to reach its database", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move {
-            let probe = deckhand::probe::probe(&url, Duration::from_secs(5)).await;
-            probe.body_excerpt.contains("\"database\":\"ok\"").then_some(())
-        }
-    })
+    eventually(
+        "the backend to reach its database",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move {
+                let probe = deckhand::probe::probe(&url, Duration::from_secs(5)).await;
+                probe
+                    .body_excerpt
+                    .contains("\"database\":\"ok\"")
+                    .then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -338,7 +366,10 @@ async fn rotations_of_the_jwt_secret_and_the_database_password_killed_midway_fin
     // Later recreates of the service work: a whole rotation.
     let operation = running_operation(&app, "/rotate jwt staging", &Plan::default()).await;
     let summary = run_to_end(&app, &operation, 0).await;
-    assert!(summary.starts_with("new JWT secret in JWT_SECRET"), "{summary}");
+    assert!(
+        summary.starts_with("new JWT secret in JWT_SECRET"),
+        "{summary}"
+    );
     assert_ne!(backend_env(&demo, "JWT_SECRET").await, rotated_jwt);
 
     // Database password: 1 stage = new password set, consumer not moved;
@@ -349,7 +380,11 @@ async fn rotations_of_the_jwt_secret_and_the_database_password_killed_midway_fin
         let before = backend_env(&demo, "DATABASE_URL").await;
         let operation =
             running_operation(&app, "/rotate db-password staging", &Plan::default()).await;
-        assert!(!run_stages(&app, &operation, 0, stages).await.expect("stages"));
+        assert!(
+            !run_stages(&app, &operation, 0, stages)
+                .await
+                .expect("stages")
+        );
         let intents = app.store.intents(operation.id).await.expect("journal");
         let rotation = intents
             .iter()
@@ -362,9 +397,16 @@ async fn rotations_of_the_jwt_secret_and_the_database_password_killed_midway_fin
             .expect("password")
             .to_string();
         for intent in &intents {
-            assert!(!intent.data.contains(&old_password), "no plaintext in the journal");
             assert!(
-                !intent.sealed.clone().unwrap_or_default().contains(&old_password),
+                !intent.data.contains(&old_password),
+                "no plaintext in the journal"
+            );
+            assert!(
+                !intent
+                    .sealed
+                    .clone()
+                    .unwrap_or_default()
+                    .contains(&old_password),
                 "sealed, not plaintext"
             );
         }
@@ -373,7 +415,10 @@ async fn rotations_of_the_jwt_secret_and_the_database_password_killed_midway_fin
         backend_ready(&demo).await;
         let after = backend_env(&demo, "DATABASE_URL").await;
         if finished {
-            assert!(lines[0].starts_with("database password rotation finished"), "{lines:?}");
+            assert!(
+                lines[0].starts_with("database password rotation finished"),
+                "{lines:?}"
+            );
             assert_ne!(after, before, "the consumer runs on the new password");
             let new_password = url::Url::parse(&after)
                 .expect("url")
@@ -387,7 +432,10 @@ async fn rotations_of_the_jwt_secret_and_the_database_password_killed_midway_fin
                 "the new password is nowhere in the store"
             );
         } else {
-            assert!(lines[0].starts_with("database password rotation undone"), "{lines:?}");
+            assert!(
+                lines[0].starts_with("database password rotation undone"),
+                "{lines:?}"
+            );
             assert_eq!(after, before, "the consumer is back on the old password");
         }
     }
@@ -462,12 +510,21 @@ async fn certificate_restore_and_service_steps_killed_midway_settle_to_a_stated_
     let operation = running_operation(&app, "/rotate ssl staging", &Plan::default()).await;
     assert!(!run_stages(&app, &operation, 0, 3).await.expect("stages"));
     let lines = settle_twice(&app, &operation).await;
-    assert_eq!(lines, ["TLS rotation undone: nginx serves the previous certificate again"]);
-    assert!(served_names(&demo).await.is_empty(), "the previous certificate is served");
+    assert_eq!(
+        lines,
+        ["TLS rotation undone: nginx serves the previous certificate again"]
+    );
+    assert!(
+        served_names(&demo).await.is_empty(),
+        "the previous certificate is served"
+    );
     let operation = running_operation(&app, "/rotate ssl staging", &Plan::default()).await;
     assert!(!run_stages(&app, &operation, 0, 4).await.expect("stages"));
     let lines = settle_twice(&app, &operation).await;
-    assert_eq!(lines, ["TLS rotation finished: nginx serves the new certificate (verified)"]);
+    assert_eq!(
+        lines,
+        ["TLS rotation finished: nginx serves the new certificate (verified)"]
+    );
     assert_eq!(served_names(&demo).await, ["localhost"]);
 
     // restore-db: loaded beside the live database → the live data stays;
@@ -484,24 +541,57 @@ async fn certificate_restore_and_service_steps_killed_midway_settle_to_a_stated_
         running_operation(&app, "/restore-db staging marker.sql", &Plan::default()).await;
     assert!(!run_stages(&app, &operation, 0, 1).await.expect("stages"));
     let lines = settle_twice(&app, &operation).await;
-    assert!(lines[0].starts_with("restore undone: tasktracker keeps its previous data"), "{lines:?}");
-    assert_eq!(exec_sql(&demo.host, &postgres, "tasktracker", marker).await, "f");
-    assert_eq!(exec_sql(&demo.host, &postgres, "postgres", copies).await, "0");
+    assert!(
+        lines[0].starts_with("restore undone: tasktracker keeps its previous data"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        exec_sql(&demo.host, &postgres, "tasktracker", marker).await,
+        "f"
+    );
+    assert_eq!(
+        exec_sql(&demo.host, &postgres, "postgres", copies).await,
+        "0"
+    );
     let operation =
         running_operation(&app, "/restore-db staging marker.sql", &Plan::default()).await;
     assert!(!run_stages(&app, &operation, 0, 2).await.expect("stages"));
     let lines = settle_twice(&app, &operation).await;
-    assert!(lines[0].starts_with("restore finished: tasktracker holds marker.sql"), "{lines:?}");
-    assert_eq!(exec_sql(&demo.host, &postgres, "tasktracker", marker).await, "t");
-    assert_eq!(exec_sql(&demo.host, &postgres, "postgres", copies).await, "0");
+    assert!(
+        lines[0].starts_with("restore finished: tasktracker holds marker.sql"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        exec_sql(&demo.host, &postgres, "tasktracker", marker).await,
+        "t"
+    );
+    assert_eq!(
+        exec_sql(&demo.host, &postgres, "postgres", copies).await,
+        "0"
+    );
 
     // /service restart interrupted after its stop: the container runs again.
     let operation = running_operation(&app, "/service restart staging ide", &Plan::default()).await;
     assert!(!run_stages(&app, &operation, 0, 1).await.expect("stages"));
     let ide = container_of(&demo, "ide").await;
-    assert!(!demo.host.inspect(&ide).await.expect("inspects").state.running);
+    assert!(
+        !demo
+            .host
+            .inspect(&ide)
+            .await
+            .expect("inspects")
+            .state
+            .running
+    );
     let lines = settle_twice(&app, &operation).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].ends_with("running again (the interrupted /service restart was finished)"));
-    assert!(demo.host.inspect(&ide).await.expect("inspects").state.running);
+    assert!(
+        demo.host
+            .inspect(&ide)
+            .await
+            .expect("inspects")
+            .state
+            .running
+    );
 }
