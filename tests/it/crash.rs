@@ -595,3 +595,160 @@ async fn certificate_restore_and_service_steps_killed_midway_settle_to_a_stated_
             .running
     );
 }
+
+/// The real binary, SIGKILLed while Docker is stopping the old container
+/// (its process ignores the stop signal, so the stop takes its whole grace
+/// period and outlives the killed client); a second start recovers: the old
+/// version runs again, nothing is left behind, and the next deploy works.
+#[tokio::test]
+async fn a_deckhand_killed_during_a_slow_stop_recovers_on_its_next_start() {
+    use futures_util::StreamExt;
+
+    let docker = TestDocker::start("crash_e2e").await;
+    let name = docker.unique("web");
+    let mut body = crate::support::docker::busybox_body("unused");
+    body.image = Some(V1.to_string());
+    body.cmd = None;
+    // PID 1 has no handler for SIGUSR1, so it ignores it: Docker waits out
+    // the grace period, then kills.
+    body.stop_signal = Some("SIGUSR1".to_string());
+    body.stop_timeout = Some(10);
+    let id = docker.run(&name, body).await;
+    assert!(
+        docker
+            .host
+            .wait_healthy(&id, Duration::from_secs(60))
+            .await
+            .expect("waits")
+            .is_ready()
+    );
+
+    // A deploy of just this container: resolve, pull, recreate, wait healthy, record.
+    let commands = CommandsCopy::edited("deploy.toml", |text| {
+        let cut = text
+            .find("[[steps]]\nstep = \"run_once\"")
+            .expect("migrate step");
+        let recreate = text
+            .find("[[steps]]\nstep = \"recreate\"")
+            .expect("recreate step");
+        let smoke = text
+            .find("[[steps]]\nstep = \"smoke\"")
+            .expect("smoke step");
+        let record = text
+            .find("[[steps]]\nstep = \"record_release\"")
+            .expect("record step");
+        format!(
+            "{}{}{}",
+            &text[..cut],
+            &text[recreate..smoke],
+            &text[record..]
+        )
+    });
+    let workspace = crate::support::workspace::Workspace::with_config(|text| {
+        let shipped = crate::support::workspace::repo_root().join("commands");
+        text.replace(
+            &shipped.display().to_string(),
+            &commands.path().display().to_string(),
+        )
+        .replace(
+            "[environments.staging.services.backend]\nimage = \"deckhand-demo/tasktracker-backend:{ref}\"\nurl = \"http://127.0.0.1:13000\"\nhealth = [\"/health\", \"/health/ready\", \"/health/live\"]",
+            &format!("[environments.staging.services.backend]\nimage = \"deckhand-demo/tasktracker-backend:{{ref}}\"\ncontainer = \"{name}\""),
+        )
+    });
+
+    let mut events = docker.raw.events(Some(
+        bollard::query_parameters::EventsOptionsBuilder::default()
+            .filters(&HashMap::from([
+                ("container", vec![id.clone()]),
+                ("event", vec!["kill".to_string()]),
+            ]))
+            .build(),
+    ));
+    let mut first = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["console", "--as", "alice", "--config"])
+        .arg(workspace.config_path())
+        .env_remove("DECKHAND_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("deckhand starts");
+    first
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"/deploy staging v2\n")
+        .expect("writes");
+    // Docker reports the stop signal as a kill event the moment it is sent.
+    let sent = tokio::time::timeout(Duration::from_secs(120), events.next())
+        .await
+        .expect("the deploy stops the old container");
+    assert!(sent.is_some_and(|event| event.is_ok()), "a kill event");
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert!(
+        docker.exists(&name).await,
+        "the old container still has its name"
+    );
+
+    // The next start recovers before it reads its first command.
+    let second = workspace.run(&["console", "--as", "alice"], "");
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let app = workspace.app().await;
+    let operation = app
+        .store
+        .operation(1)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(operation.state, OpState::Interrupted);
+    let outcome = operation.outcome.clone().unwrap_or_default();
+    assert!(
+        outcome.contains("restored to the previous version"),
+        "{outcome}"
+    );
+    assert!(app.store.intents(1).await.expect("journal").is_empty());
+    let container = docker
+        .host
+        .inspect(&name)
+        .await
+        .expect("the service exists");
+    assert_eq!(container.image_reference, V1);
+    assert!(
+        docker
+            .host
+            .wait_healthy(&container.id, Duration::from_secs(60))
+            .await
+            .expect("waits")
+            .is_ready(),
+        "the old version runs again"
+    );
+    assert!(!docker.exists(&format!("{name}.deckhand-old")).await);
+
+    // And the next deploy works.
+    let third = workspace.run(&["console", "--as", "alice"], "/deploy staging v2\n");
+    let text = stdout(&third);
+    let deployed = eventually("the deploy to finish", Duration::from_secs(5), || {
+        let app = Arc::clone(&app);
+        async move {
+            let operation = app.store.operation(2).await.ok().flatten()?;
+            (operation.state != OpState::Running).then_some(operation)
+        }
+    })
+    .await;
+    assert_eq!(deployed.state, OpState::Succeeded, "{text}");
+    assert_eq!(
+        docker
+            .host
+            .inspect(&name)
+            .await
+            .expect("inspects")
+            .image_reference,
+        V2
+    );
+}
