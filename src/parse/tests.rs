@@ -277,7 +277,10 @@ fn a_switch_flag_takes_no_value() {
             "/rotate db-password staging --new-user --dry-run",
             "ok /rotate db-password staging --new-user --dry-run",
         ),
-        ("/rotate db-password staging", "ok /rotate db-password staging"),
+        (
+            "/rotate db-password staging",
+            "ok /rotate db-password staging",
+        ),
     ];
     for (input, expected) in cases {
         check(input, expected);
