@@ -139,6 +139,7 @@ impl Action {
             let text = quote_if_needed(&value.to_text());
             match &arg.position {
                 ArgPosition::Positional => words.push(text),
+                ArgPosition::Flag if arg.is_switch() => words.push(format!("--{}", arg.name)),
                 ArgPosition::Flag => words.push(format!("--{} {text}", arg.name)),
                 ArgPosition::Keyword(keyword) => words.push(format!("{keyword} {text}")),
             }
@@ -590,6 +591,18 @@ fn assign_words<'a>(
             };
             let value = match inline_value {
                 Some(value) => value,
+                // A switch takes no value (`--new-user`); its name may follow
+                // it as the value, as Discord's options write it back.
+                None if arg.is_switch() => {
+                    if remaining
+                        .clone()
+                        .next()
+                        .is_some_and(|next| !next.quoted && next.text == arg.name)
+                    {
+                        remaining.next();
+                    }
+                    arg.name.clone()
+                }
                 None => remaining
                     .next()
                     .map(|next| next.text.clone())

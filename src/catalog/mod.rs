@@ -74,6 +74,15 @@ pub struct ArgSpec {
     pub default: Option<String>,
 }
 
+impl ArgSpec {
+    /// Whether the argument is a switch: a flag whose only allowed value is
+    /// its own name, given as just `--name` (`--new-user`).
+    pub fn is_switch(&self) -> bool {
+        self.position == ArgPosition::Flag
+            && matches!(&self.rule, Rule::Enum(values) if values.len() == 1 && values[0] == self.name)
+    }
+}
+
 /// How an argument is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgPosition {
@@ -343,6 +352,7 @@ impl CommandSpec {
                     Rule::Enum(values) if values.len() <= 4 => values.join("|"),
                     _ => format!("<{}>", arg.name),
                 },
+                ArgPosition::Flag if arg.is_switch() => format!("--{}", arg.name),
                 ArgPosition::Flag => format!("--{} <{}>", arg.name, arg.name),
                 ArgPosition::Keyword(keyword) => format!("{keyword} <{}>", arg.name),
             };

@@ -250,7 +250,7 @@ impl DockerHost {
     }
 
     /// Inspects one container, `None` when it does not exist.
-    async fn inspect_if_exists(
+    pub(super) async fn inspect_if_exists(
         &self,
         container: &str,
     ) -> Result<Option<ContainerInfo>, DockerError> {

@@ -1,17 +1,13 @@
 //! Starting, stopping, restarting and removing single containers (the runbook's
 //! `/service restart` and the cleanup steps). Replacing containers is `recreate`'s job.
 
-use std::time::Duration;
-
 use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StartContainerOptions,
 };
 
 use super::error::DockerError;
 use super::host::DockerHost;
-
-/// Grace period before Docker kills a container that ignores SIGTERM, as `docker stop`.
-const STOP_GRACE_SECS: i64 = 10;
+use super::recreate::stop_grace_of;
 
 impl DockerHost {
     /// Starts a container; one that is already running stays as it is.
@@ -28,31 +24,45 @@ impl DockerHost {
         .await
     }
 
-    /// Stops a container, killing it after 10 s if it ignores SIGTERM.
+    /// Stops a container, allowing it its own stop grace period (`stop_grace_period`,
+    /// `--stop-timeout`; Docker's 10 s when it sets none) before Docker kills it. The call
+    /// waits for the whole grace period.
     ///
     /// # Errors
     ///
     /// API failures.
     pub async fn stop(&self, container: &str) -> Result<(), DockerError> {
-        self.stop_with_grace(container, STOP_GRACE_SECS).await
+        let grace = self.stop_grace(container).await?;
+        self.stop_with_grace(container, grace).await
     }
 
-    /// Restarts a container with the same 10 s grace period as [`DockerHost::stop`].
+    /// Restarts a container with the same grace period as [`DockerHost::stop`].
     ///
     /// # Errors
     ///
     /// API failures.
     pub async fn restart(&self, container: &str) -> Result<(), DockerError> {
+        let grace = self.stop_grace(container).await?;
         let options = RestartContainerOptionsBuilder::default()
-            .t(STOP_GRACE_SECS as i32)
+            .t(i32::try_from(grace).unwrap_or(i32::MAX))
             .build();
-        let limit = self.timeout() + Duration::from_secs(STOP_GRACE_SECS as u64);
+        let limit = self.stop_limit(grace);
         self.call_within(
             format!("restarting container \"{container}\""),
             limit,
-            self.client().restart_container(container, Some(options)),
+            self.client_for_long_call(limit)
+                .restart_container(container, Some(options)),
         )
         .await
+    }
+
+    /// A container's stop grace period in seconds.
+    ///
+    /// # Errors
+    ///
+    /// When the container cannot be inspected.
+    pub async fn stop_grace(&self, container: &str) -> Result<i64, DockerError> {
+        Ok(stop_grace_of(&self.inspect_raw(container).await?))
     }
 
     /// Removes a container, running or not. Its named and anonymous volumes are kept. A

@@ -2,7 +2,8 @@
 //!
 //! This module owns the connection to each host (API version negotiation, timeouts, the
 //! time spent inside Docker calls), service discovery by compose labels or container name,
-//! images (inspect, pull, tag), container replacement with commit/revert, one-off
+//! images (inspect, pull, tag), container replacement in journaled stages with commit/revert
+//! and the settling of replacements an interrupted process left behind, one-off
 //! containers, health waits, exec, logs, stats and the host-wide views an incident report
 //! needs (networks, disk usage). [`images`] builds the example stack's images and [`stack`]
 //! brings that stack up the way docker-compose would.
@@ -29,6 +30,7 @@ mod overrides;
 mod prune;
 mod recreate;
 mod run_once;
+mod settle;
 pub mod stack;
 
 pub use diagnostics::{DiskUsage, MemoryUsage, NetworkInfo, NetworkMember, UsageSummary};
@@ -43,8 +45,9 @@ pub use host::{ApiTime, DockerHost, HostSpec, TlsFiles};
 pub use image::{ImageInfo, PullOutcome, RegistryAuth};
 pub use logs::{LogLine, LogQuery, LogStream};
 pub use prune::{ContainerScope, DanglingImage, StoppedContainer};
-pub use recreate::{LeftoverOutcome, Recreated};
-pub use run_once::{RunOnce, RunOutput};
+pub use recreate::{Recreated, ReplaceStage, Replacement, ReplacementState};
+pub use run_once::{OneOff, RunOnce, RunOutput};
+pub use settle::{LeftoverOutcome, SettleChoice};
 
 /// Label docker-compose puts on every container it manages, naming the project.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";

@@ -1,10 +1,13 @@
 //! Replacing one container with one on a new image, keeping everything else about it.
 //!
-//! The old container is stopped (its published ports would clash otherwise), renamed to
-//! `<name>.deckhand-old` and kept until the caller either commits (removes it) or reverts
-//! (removes the new one and brings the old one back). Replicated services are replaced one
-//! container at a time by the caller; this module handles one container and knows nothing
-//! about health gates or releases.
+//! A replacement runs in explicit stages — stop the old container (its published ports
+//! would clash otherwise), rename it to `<name>.deckhand-old`, create the new container
+//! under the name, connect it to its other networks, start it — so the executor can journal
+//! each stage before it runs and recovery can settle a replacement interrupted at any of
+//! them ([`DockerHost::settle_replacement`]). The old container is kept until the caller
+//! either commits (removes it) or reverts (removes the new one and brings the old one
+//! back). Replicated services are replaced one container at a time by the caller; this
+//! module handles one container and knows nothing about health gates or releases.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,7 +27,244 @@ use super::host::DockerHost;
 use super::overrides::{NetworkPlan, explicit_config, network_plan, volume_binds_to_keep};
 
 /// Grace period Docker gives a container to stop when its config sets none.
-const DEFAULT_STOP_GRACE_SECS: i64 = 10;
+pub(super) const DEFAULT_STOP_GRACE_SECS: i64 = 10;
+
+/// Extra time the stop call is given beyond the container's own grace period: after the
+/// grace period Docker kills the container, which takes a moment too.
+const STOP_MARGIN: Duration = Duration::from_secs(15);
+
+/// The stages of one replacement, in the order they run. A journal records the stage
+/// about to run, so after a crash the stage names what may have been half done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReplaceStage {
+    /// Stopping the old container; it still has its name.
+    Stop,
+    /// Renaming the stopped old container to `<name>.deckhand-old`.
+    Rename,
+    /// Creating the new container under the name.
+    Create,
+    /// Connecting the new container to its further networks.
+    Connect,
+    /// Starting the new container.
+    Start,
+    /// The new container was started; the old one waits, stopped, for commit or revert.
+    Started,
+    /// Removing the old container: the new one stays.
+    Commit,
+    /// Removing the new container and bringing the old one back.
+    Revert,
+}
+
+impl ReplaceStage {
+    /// Every stage, in order.
+    pub const ALL: [ReplaceStage; 8] = [
+        ReplaceStage::Stop,
+        ReplaceStage::Rename,
+        ReplaceStage::Create,
+        ReplaceStage::Connect,
+        ReplaceStage::Start,
+        ReplaceStage::Started,
+        ReplaceStage::Commit,
+        ReplaceStage::Revert,
+    ];
+
+    /// The stage's name as journaled, e.g. `stop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplaceStage::Stop => "stop",
+            ReplaceStage::Rename => "rename",
+            ReplaceStage::Create => "create",
+            ReplaceStage::Connect => "connect",
+            ReplaceStage::Start => "start",
+            ReplaceStage::Started => "started",
+            ReplaceStage::Commit => "commit",
+            ReplaceStage::Revert => "revert",
+        }
+    }
+
+    /// The stage a journaled name stands for.
+    pub fn from_name(name: &str) -> Option<ReplaceStage> {
+        ReplaceStage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == name)
+    }
+
+    /// What the stage does, for error messages.
+    fn doing(self) -> &'static str {
+        match self {
+            ReplaceStage::Stop => "stopping the old container",
+            ReplaceStage::Rename => "renaming the old container",
+            ReplaceStage::Create => "creating the new container",
+            ReplaceStage::Connect => "connecting the new container to its networks",
+            ReplaceStage::Start => "starting the new container",
+            ReplaceStage::Started => "waiting for commit or revert",
+            ReplaceStage::Commit => "removing the old container",
+            ReplaceStage::Revert => "bringing the old container back",
+        }
+    }
+}
+
+/// What a journal needs to know about one replacement to finish or undo it after a crash:
+/// plain data, no secrets (the new container's environment is not part of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacementState {
+    /// The container's name, carried by the old container until the rename and by the
+    /// new one from its creation.
+    pub name: String,
+    /// Id of the old container.
+    pub old_id: String,
+    /// The old container's temporary name, `<name>.deckhand-old`.
+    pub old_name: String,
+    /// Whether the old container was running, and so must run again if it comes back.
+    pub old_was_running: bool,
+    /// The old container's stop grace period, in seconds.
+    pub stop_grace_secs: i64,
+    /// The image the new container is created from.
+    pub new_image: String,
+    /// Id of the new container, once created.
+    pub new_id: Option<String>,
+    /// The stage about to run, or [`ReplaceStage::Started`] when all have run.
+    pub stage: ReplaceStage,
+}
+
+/// A replacement being carried out one stage at a time: [`Replacement::advance`] runs the
+/// next stage. Dropping it between stages leaves Docker exactly as that stage left it,
+/// which is what a crash does; [`DockerHost::settle_replacement`] settles that.
+pub struct Replacement {
+    state: ReplacementState,
+    body: Option<ContainerCreateBody>,
+    plan: NetworkPlan,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Replacement {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The create body holds the container's environment, which may hold secrets.
+        formatter
+            .debug_struct("Replacement")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replacement {
+    /// Where the replacement stands: the stage [`Replacement::advance`] runs next.
+    pub fn state(&self) -> &ReplacementState {
+        &self.state
+    }
+
+    /// Whether every stage has run: the new container was started.
+    pub fn is_started(&self) -> bool {
+        self.state.stage == ReplaceStage::Started
+    }
+
+    /// Runs the next stage. When a stage after the stop fails, the old container is
+    /// restored (renamed back and started again if it was running) before the error is
+    /// returned; when the stop itself fails, Deckhand waits for the old container to stop
+    /// and starts it again.
+    ///
+    /// # Errors
+    ///
+    /// [`DockerError::RecreateFailed`] when a stage failed and the old container was
+    /// restored; [`DockerError::RestoreFailed`] when restoring failed too.
+    pub async fn advance(&mut self, host: &DockerHost) -> Result<(), DockerError> {
+        let stage = self.state.stage;
+        let outcome = match stage {
+            ReplaceStage::Stop => {
+                host.stop_with_grace(&self.state.old_id, self.state.stop_grace_secs)
+                    .await
+            }
+            ReplaceStage::Rename => host.rename(&self.state.old_id, &self.state.old_name).await,
+            ReplaceStage::Create => {
+                let body = self.body.take().unwrap_or_default();
+                match host.create_named(&self.state.name, body).await {
+                    Ok(new_id) => {
+                        self.state.new_id = Some(new_id);
+                        Ok(())
+                    }
+                    // A create that timed out may still have made the container; it now
+                    // carries the name and is ours to remove.
+                    Err(error @ DockerError::Timeout { .. }) => {
+                        self.state.new_id = host
+                            .inspect_if_exists(&self.state.name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|container| container.id)
+                            .filter(|id| *id != self.state.old_id);
+                        Err(error)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            ReplaceStage::Connect => match &self.state.new_id {
+                Some(new_id) => host.connect_networks(new_id, &self.plan.extra).await,
+                None => Ok(()),
+            },
+            ReplaceStage::Start => match &self.state.new_id {
+                Some(new_id) => host.start(new_id).await,
+                None => Ok(()),
+            },
+            ReplaceStage::Started | ReplaceStage::Commit | ReplaceStage::Revert => return Ok(()),
+        };
+        match outcome {
+            Ok(()) => {
+                self.state.stage = next_stage(stage);
+                if self.state.stage == ReplaceStage::Started {
+                    tracing::info!(
+                        host = %host.name(),
+                        service = %self.state.name,
+                        image = %self.state.new_image,
+                        elapsed_ms = self.started.elapsed().as_millis() as u64,
+                        "container replaced"
+                    );
+                }
+                Ok(())
+            }
+            Err(failure) => {
+                let restored = host.undo_replacement(&self.state).await;
+                Err(match restored {
+                    Ok(()) => DockerError::RecreateFailed {
+                        container: self.state.name.clone(),
+                        host: host.name().to_string(),
+                        stage: stage.doing().to_string(),
+                        source: Box::new(failure),
+                    },
+                    Err(restore_error) => DockerError::RestoreFailed {
+                        container: self.state.name.clone(),
+                        host: host.name().to_string(),
+                        stage: stage.doing().to_string(),
+                        failure: failure.chain(),
+                        restore_failure: restore_error.chain(),
+                    },
+                })
+            }
+        }
+    }
+
+    /// The finished replacement, for commit or revert.
+    pub fn finish(self) -> Recreated {
+        Recreated {
+            name: self.state.name,
+            new_id: self.state.new_id.unwrap_or_default(),
+            old_id: self.state.old_id,
+            old_name: self.state.old_name,
+            old_was_running: self.state.old_was_running,
+            new_image: self.state.new_image,
+            stop_grace_secs: self.state.stop_grace_secs,
+        }
+    }
+}
+
+fn next_stage(stage: ReplaceStage) -> ReplaceStage {
+    match stage {
+        ReplaceStage::Stop => ReplaceStage::Rename,
+        ReplaceStage::Rename => ReplaceStage::Create,
+        ReplaceStage::Create => ReplaceStage::Connect,
+        ReplaceStage::Connect => ReplaceStage::Start,
+        other => ReplaceStage::Started.max(other),
+    }
+}
 
 /// A replacement in progress: the new container runs under the original name and the old
 /// one waits, stopped, as `<name>.deckhand-old`. Plain data, so the executor can journal it
@@ -43,9 +283,25 @@ pub struct Recreated {
     pub old_was_running: bool,
     /// The image the new container was created from.
     pub new_image: String,
+    /// The old container's stop grace period, in seconds.
+    pub stop_grace_secs: i64,
 }
 
 impl Recreated {
+    /// The journal's view of this replacement at `stage` (commit or revert, usually).
+    pub fn state(&self, stage: ReplaceStage) -> ReplacementState {
+        ReplacementState {
+            name: self.name.clone(),
+            old_id: self.old_id.clone(),
+            old_name: self.old_name.clone(),
+            old_was_running: self.old_was_running,
+            stop_grace_secs: self.stop_grace_secs,
+            new_image: self.new_image.clone(),
+            new_id: Some(self.new_id.clone()),
+            stage,
+        }
+    }
+
     /// Keeps the new container and removes the old one. Its anonymous volumes stay: the new
     /// container uses them.
     ///
@@ -75,77 +331,12 @@ impl Recreated {
     }
 }
 
-/// What recovery did with a replacement an interrupted run left behind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeftoverOutcome {
-    /// The new container runs healthy: it stays, the old one is removed.
-    KeptNew {
-        /// The container's name.
-        name: String,
-    },
-    /// The new container was missing or not healthy: the old one is back.
-    RestoredOld {
-        /// The container's name.
-        name: String,
-    },
-}
-
-impl std::fmt::Display for LeftoverOutcome {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LeftoverOutcome::KeptNew { name } => {
-                write!(formatter, "{name} kept on the new version")
-            }
-            LeftoverOutcome::RestoredOld { name } => {
-                write!(formatter, "{name} restored to the previous version")
-            }
-        }
-    }
-}
-
 impl DockerHost {
-    /// Settles a replacement an interrupted run left behind (`<name>.deckhand-old`),
-    /// so the service runs either the new version or the old one, never neither: a
-    /// new container that becomes healthy within `limit` stays, otherwise the old one
-    /// comes back.
-    ///
-    /// # Errors
-    ///
-    /// Connection and API failures.
-    pub async fn settle_leftover(
-        &self,
-        leftover: &ContainerInfo,
-        limit: Duration,
-    ) -> Result<LeftoverOutcome, DockerError> {
-        let name = leftover
-            .name
-            .strip_suffix(OLD_CONTAINER_SUFFIX)
-            .unwrap_or(&leftover.name)
-            .to_string();
-        let current = match self.inspect(&name).await {
-            Ok(current) => Some(current),
-            Err(DockerError::ContainerNotFound { .. }) => None,
-            Err(other) => return Err(other),
-        };
-        if let Some(current) = &current
-            && self.wait_healthy(&current.id, limit).await?.is_ready()
-        {
-            self.remove(&leftover.id).await?;
-            return Ok(LeftoverOutcome::KeptNew { name });
-        }
-        if let Some(current) = current {
-            self.remove(&current.id).await?;
-        }
-        self.rename(&leftover.id, &name).await?;
-        self.start(&leftover.id).await?;
-        Ok(LeftoverOutcome::RestoredOld { name })
-    }
-
     /// Replaces `old` with a container from `new_image` that keeps everything else: env,
     /// explicit cmd and entrypoint, mounts and volumes, networks with aliases, published
     /// ports, labels (compose's included), restart policy, healthcheck, user and working
     /// dir. Values the old container inherited from its image are left for the new image
-    /// to supply.
+    /// to supply. Runs every stage of [`DockerHost::prepare_replacement`] at once.
     ///
     /// # Errors
     ///
@@ -173,6 +364,31 @@ impl DockerHost {
         new_image: &str,
         env_overrides: &[(String, String)],
     ) -> Result<Recreated, DockerError> {
+        let mut replacement = self
+            .prepare_replacement(old, new_image, env_overrides)
+            .await?;
+        while !replacement.is_started() {
+            replacement.advance(self).await?;
+        }
+        Ok(replacement.finish())
+    }
+
+    /// Checks that `old` can be replaced by a container from `new_image` (with `env_overrides`
+    /// applied, see [`DockerHost::recreate_with_env`]) and works out the new container,
+    /// without changing anything. The stages then run one at a time through
+    /// [`Replacement::advance`].
+    ///
+    /// # Errors
+    ///
+    /// [`DockerError::ImageMissing`], [`DockerError::UnfinishedReplacement`] (a
+    /// `.deckhand-old` container is still there), an auto-removing container, or API
+    /// failures; nothing was changed.
+    pub async fn prepare_replacement(
+        &self,
+        old: &ContainerInfo,
+        new_image: &str,
+        env_overrides: &[(String, String)],
+    ) -> Result<Replacement, DockerError> {
         let started = Instant::now();
         let raw = self.inspect_raw(&old.id).await?;
         let name = old.name.clone();
@@ -204,108 +420,62 @@ impl DockerHost {
         let plan = network_plan(&raw);
         let mut body = replacement_body(&raw, &old_image_config, new_image, &plan);
         apply_env_overrides(&mut body, env_overrides);
-        let old_was_running = old.state.running;
-        let stop_grace = raw
-            .config
-            .as_ref()
-            .and_then(|config| config.stop_timeout)
-            .unwrap_or(DEFAULT_STOP_GRACE_SECS);
-
-        self.stop_with_grace(&old.id, stop_grace).await?;
-        let mut progress = Progress::default();
-        let replaced = self
-            .replace_stopped(&old.id, &name, &old_name, body, &plan, &mut progress)
-            .await;
-        match replaced {
-            Ok(new_id) => {
-                tracing::info!(
-                    host = %self.name(),
-                    service = %name,
-                    image = %new_image,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "container replaced"
-                );
-                Ok(Recreated {
-                    name,
-                    new_id,
-                    old_id: old.id.clone(),
-                    old_name,
-                    old_was_running,
-                    new_image: new_image.to_string(),
-                })
-            }
-            Err((stage, failure)) => {
-                let restored = self
-                    .restore(&old.id, &name, old_was_running, &progress)
-                    .await;
-                Err(match restored {
-                    Ok(()) => DockerError::RecreateFailed {
-                        container: name,
-                        host: self.name().to_string(),
-                        stage: stage.to_string(),
-                        source: Box::new(failure),
-                    },
-                    Err(restore_error) => DockerError::RestoreFailed {
-                        container: name,
-                        host: self.name().to_string(),
-                        stage: stage.to_string(),
-                        failure: failure.chain(),
-                        restore_failure: restore_error.chain(),
-                    },
-                })
-            }
-        }
+        Ok(Replacement {
+            state: ReplacementState {
+                name,
+                old_id: old.id.clone(),
+                old_name,
+                old_was_running: old.state.running,
+                stop_grace_secs: stop_grace_of(&raw),
+                new_image: new_image.to_string(),
+                new_id: None,
+                stage: ReplaceStage::Stop,
+            },
+            body: Some(body),
+            plan,
+            started,
+        })
     }
 
-    /// Renames, creates, connects and starts; records what it did so a failure can be
-    /// undone.
-    async fn replace_stopped(
-        &self,
-        old_id: &str,
-        name: &str,
-        old_name: &str,
-        body: ContainerCreateBody,
-        plan: &NetworkPlan,
-        progress: &mut Progress,
-    ) -> Result<String, (&'static str, DockerError)> {
-        let stage = "renaming the old container";
-        self.rename(old_id, old_name)
-            .await
-            .map_err(|error| (stage, error))?;
-        progress.renamed = true;
-        let stage = "creating the new container";
-        let new_id = self
-            .create_named(name, body)
-            .await
-            .map_err(|error| (stage, error))?;
-        progress.new_id = Some(new_id.clone());
-        let stage = "connecting the new container to its networks";
-        self.connect_networks(&new_id, &plan.extra)
-            .await
-            .map_err(|error| (stage, error))?;
-        let stage = "starting the new container";
-        self.start(&new_id).await.map_err(|error| (stage, error))?;
-        Ok(new_id)
-    }
-
-    /// Undoes a failed replacement as far as it got.
-    async fn restore(
-        &self,
-        old_id: &str,
-        name: &str,
-        old_was_running: bool,
-        progress: &Progress,
-    ) -> Result<(), DockerError> {
-        if let Some(new_id) = &progress.new_id {
+    /// Undoes a failed stage of a replacement in this process: the new container (if one
+    /// was created) is removed, the old one gets its name back and runs again if it ran.
+    /// A failed stop may still be under way in Docker, so the old container is first
+    /// allowed to finish stopping.
+    async fn undo_replacement(&self, state: &ReplacementState) -> Result<(), DockerError> {
+        if let Some(new_id) = &state.new_id {
             self.remove(new_id).await?;
         }
-        if progress.renamed {
-            self.rename(old_id, name).await?;
+        if state.stage >= ReplaceStage::Create {
+            self.rename(&state.old_id, &state.name).await?;
         }
-        if old_was_running {
-            self.start(old_id).await?;
+        if state.old_was_running {
+            if state.stage == ReplaceStage::Stop {
+                self.wait_stopped(&state.old_id, state.stop_grace_secs)
+                    .await?;
+            }
+            self.start(&state.old_id).await?;
         }
         Ok(())
+    }
+
+    /// Waits until a container whose stop may be under way is no longer running, for at
+    /// most its grace period plus the host's time limit.
+    pub(super) async fn wait_stopped(
+        &self,
+        container: &str,
+        grace_secs: i64,
+    ) -> Result<(), DockerError> {
+        let deadline = Instant::now() + self.stop_limit(grace_secs) + Duration::from_secs(1);
+        loop {
+            let running = self
+                .inspect_if_exists(container)
+                .await?
+                .is_some_and(|info| info.state.running);
+            if !running || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn check_no_unfinished_replacement(
@@ -369,7 +539,7 @@ impl DockerHost {
         Ok(())
     }
 
-    async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {
+    pub(super) async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {
         let options = RenameContainerOptionsBuilder::default()
             .name(new_name)
             .build();
@@ -380,7 +550,11 @@ impl DockerHost {
         .await
     }
 
-    /// Stops a container, allowing it `grace_secs` before Docker kills it.
+    /// Stops a container, allowing it `grace_secs` before Docker kills it. The call waits
+    /// for the whole grace period: both its own limit and the client's wait for the
+    /// engine's answer cover the grace period plus a margin, so a container that takes its
+    /// time (say `stop_grace_period: 45s` on a host with a 30 s limit) is stopped, not
+    /// abandoned mid-stop.
     pub(super) async fn stop_with_grace(
         &self,
         container: &str,
@@ -389,21 +563,30 @@ impl DockerHost {
         let options = StopContainerOptionsBuilder::default()
             .t(i32::try_from(grace_secs).unwrap_or(i32::MAX))
             .build();
-        let limit = self.timeout() + Duration::from_secs(grace_secs.unsigned_abs());
+        let limit = self.stop_limit(grace_secs);
         self.call_within(
             format!("stopping container \"{container}\""),
             limit,
-            self.client().stop_container(container, Some(options)),
+            self.client_for_long_call(limit)
+                .stop_container(container, Some(options)),
         )
         .await
     }
+
+    /// How long a stop with `grace_secs` may take: the grace period, the kill after it,
+    /// and the host's ordinary time limit for the call itself.
+    pub(super) fn stop_limit(&self, grace_secs: i64) -> Duration {
+        self.timeout() + Duration::from_secs(grace_secs.unsigned_abs()) + STOP_MARGIN
+    }
 }
 
-/// How far a replacement got, for undoing it.
-#[derive(Debug, Default)]
-struct Progress {
-    renamed: bool,
-    new_id: Option<String>,
+/// A container's own stop grace period (`stop_grace_period` in compose, `--stop-timeout`),
+/// or Docker's default.
+pub(super) fn stop_grace_of(raw: &ContainerInspectResponse) -> i64 {
+    raw.config
+        .as_ref()
+        .and_then(|config| config.stop_timeout)
+        .unwrap_or(DEFAULT_STOP_GRACE_SECS)
 }
 
 /// The create request for the replacement: the old container's explicit config on the new

@@ -41,6 +41,37 @@ pub struct RunOutput {
     pub last_lines: Vec<String>,
 }
 
+/// A one-off container that was started and not yet waited for. Dropping it leaves the
+/// container as it is (as a crash would); [`OneOff::finish`] waits for it and removes it.
+#[derive(Debug)]
+pub struct OneOff {
+    id: String,
+    timeout: Duration,
+}
+
+impl OneOff {
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits for the command to exit (within the request's timeout), collects its exit
+    /// code and last lines, and removes the container, also when waiting fails.
+    ///
+    /// # Errors
+    ///
+    /// [`DockerError::Timeout`] when it runs longer than its timeout; API failures.
+    pub async fn finish(self, host: &DockerHost) -> Result<RunOutput, DockerError> {
+        let guard = RemoveOnDrop {
+            host: host.clone(),
+            container: Some(self.id.clone()),
+        };
+        let result = host.wait_one_off(&self.id, self.timeout).await;
+        guard.remove_now().await;
+        result
+    }
+}
+
 impl DockerHost {
     /// Runs a command to completion in a fresh container and removes it, also when the
     /// command times out or fails.
@@ -50,18 +81,66 @@ impl DockerHost {
     /// [`DockerError::Timeout`] when it runs longer than `timeout`; API failures, e.g. the
     /// image is missing.
     pub async fn run_once(&self, request: RunOnce<'_>) -> Result<RunOutput, DockerError> {
+        self.run_once_labelled(request, &[]).await
+    }
+
+    /// Like [`DockerHost::run_once`], with extra labels on the container, so that whoever
+    /// started it can find and remove it even if it was interrupted before it could (see
+    /// [`DockerHost::remove_labelled`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`DockerHost::run_once`].
+    pub async fn run_once_labelled(
+        &self,
+        request: RunOnce<'_>,
+        labels: &[(String, String)],
+    ) -> Result<RunOutput, DockerError> {
+        self.start_one_off(request, labels)
+            .await?
+            .finish(self)
+            .await
+    }
+
+    /// Creates and starts the one-off container (with extra `labels`) without waiting
+    /// for it; a container that cannot be started is removed again.
+    ///
+    /// # Errors
+    ///
+    /// API failures, e.g. the image is missing.
+    pub async fn start_one_off(
+        &self,
+        request: RunOnce<'_>,
+        labels: &[(String, String)],
+    ) -> Result<OneOff, DockerError> {
         let name = format!("{}_run_{:08x}", request.like.name, rand::random::<u32>());
-        let (body, extra_networks) = self.one_off_body(&request).await?;
+        let (mut body, extra_networks) = self.one_off_body(&request).await?;
+        if let Some(body_labels) = body.labels.as_mut() {
+            body_labels.extend(labels.iter().cloned());
+        }
         let id = self.create_named(&name, body).await?;
         let guard = RemoveOnDrop {
             host: self.clone(),
             container: Some(id.clone()),
         };
-        let result = self
-            .run_created(&id, &extra_networks, request.timeout)
-            .await;
-        guard.remove_now().await;
-        result
+        let started = async {
+            self.connect_networks(&id, &extra_networks).await?;
+            self.start(&id).await
+        }
+        .await;
+        match started {
+            Ok(()) => {
+                guard.keep();
+                Ok(OneOff {
+                    id,
+                    timeout: request.timeout,
+                })
+            }
+            Err(error) => {
+                guard.remove_now().await;
+                Err(error)
+            }
+        }
     }
 
     async fn one_off_body(
@@ -113,14 +192,7 @@ impl DockerHost {
         Ok((body, plan.extra))
     }
 
-    async fn run_created(
-        &self,
-        id: &str,
-        extra_networks: &[(String, bollard::models::EndpointSettings)],
-        timeout: Duration,
-    ) -> Result<RunOutput, DockerError> {
-        self.connect_networks(id, extra_networks).await?;
-        self.start(id).await?;
+    async fn wait_one_off(&self, id: &str, timeout: Duration) -> Result<RunOutput, DockerError> {
         let options = WaitContainerOptionsBuilder::default()
             .condition("not-running")
             .build();
@@ -157,6 +229,11 @@ struct RemoveOnDrop {
 }
 
 impl RemoveOnDrop {
+    /// Leaves the container in place.
+    fn keep(mut self) {
+        self.container = None;
+    }
+
     async fn remove_now(mut self) {
         let Some(container) = self.container.take() else {
             return;

@@ -7,6 +7,7 @@
 //! or renders messages.
 
 pub mod hosts;
+pub mod recovery;
 mod run;
 mod steps;
 
@@ -19,8 +20,8 @@ use crate::parse::Action;
 use crate::plan::Plan;
 use crate::store::{Hold, HoldKind, StoreError};
 
+pub use recovery::settle_interrupted;
 pub use run::{contain, run_operation, settle_orphan};
-pub use steps::settle_leftovers;
 
 /// Why an operation (or its planning) failed. Every message is fit for
 /// chat: it names what failed and never holds a secret.

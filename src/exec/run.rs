@@ -21,7 +21,6 @@ use crate::duration::format_elapsed;
 use crate::events::{self, Change};
 use crate::names::DECKHAND_ACTOR;
 use crate::parse::parse_action;
-use crate::plan::Plan;
 use crate::policy::OpState;
 use crate::store::{LockOutcome, OperationRecord, StoreError};
 
@@ -113,14 +112,8 @@ async fn end_abandoned(app: &App, op_id: i64, state: OpState, why: &str) -> bool
         return false;
     }
     let mut outcome = why.to_string();
-    if operation.state == OpState::Running
-        && let Some(environment) = operation
-            .env
-            .as_deref()
-            .and_then(|env| app.config.environment(env))
-    {
-        let settled =
-            super::settle_leftovers(app, environment, &Plan::from_json(&operation.plan)).await;
+    if operation.state == OpState::Running {
+        let settled = super::settle_interrupted(app, &operation).await;
         if !settled.is_empty() {
             outcome.push_str(&format!("; {}", settled.join("; ")));
         }

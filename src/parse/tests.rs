@@ -260,3 +260,29 @@ fn suggests_only_close_names() {
     assert_eq!(closest("xyz", known.into_iter()), None);
     assert_eq!(closest("", known.into_iter()), None);
 }
+
+#[test]
+fn a_switch_flag_takes_no_value() {
+    let cases = [
+        (
+            "/rotate db-password staging --new-user",
+            "ok /rotate db-password staging --new-user",
+        ),
+        // As Discord's options write it back: the switch's name as its value.
+        (
+            "/rotate db-password staging --new-user new-user",
+            "ok /rotate db-password staging --new-user",
+        ),
+        (
+            "/rotate db-password staging --new-user --dry-run",
+            "ok /rotate db-password staging --new-user --dry-run",
+        ),
+        (
+            "/rotate db-password staging",
+            "ok /rotate db-password staging",
+        ),
+    ];
+    for (input, expected) in cases {
+        check(input, expected);
+    }
+}

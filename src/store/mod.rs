@@ -9,6 +9,7 @@
 mod audit_log;
 mod deliveries;
 mod incidents;
+mod intents;
 mod locks;
 mod notify;
 mod operations;
@@ -27,6 +28,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor};
 pub use audit_log::{AuditEntry, NewAuditEntry};
 pub use deliveries::DeliveryClaim;
 pub use incidents::IncidentRecord;
+pub use intents::StepIntent;
 pub use locks::{Hold, HoldKind, LockHolder, LockOutcome};
 pub use notify::ChangeFeed;
 pub use operations::{NewOperation, OperationRecord, StepRecord};

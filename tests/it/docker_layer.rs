@@ -1402,3 +1402,41 @@ mod fake_tls_docker {
         let _ = tls.flush();
     }
 }
+
+/// A service with `stop_grace_period: 45s` whose process ignores the stop signal, on a
+/// host whose API time limit is 5 s: the stop takes the whole 45 s, and the replacement
+/// still completes instead of giving up mid-stop (which left the service down once
+/// dockerd finished the stop).
+#[tokio::test]
+async fn a_stop_grace_period_longer_than_the_host_timeout_is_waited_out() {
+    let docker = TestDocker::start("slow_stop_grace").await;
+    let name = docker.unique("slow-stop");
+    let mut body = backend_body(V1);
+    // PID 1 ignores a signal it has no handler for, so Docker must wait out the grace
+    // period and then kill it.
+    body.stop_signal = Some("SIGUSR1".to_string());
+    body.stop_timeout = Some(45);
+    docker.run(&name, body).await;
+    let host = DockerHost::connect(&HostSpec {
+        timeout: Duration::from_secs(5),
+        ..local_spec()
+    })
+    .await
+    .expect("connects");
+    let old = host.inspect(&name).await.expect("inspects");
+    let recreated = host
+        .recreate(&old, V2)
+        .await
+        .unwrap_or_else(|error| panic!("the replacement completes: {}", error.chain()));
+    let new = host.inspect(&name).await.expect("inspects");
+    assert_eq!(new.id, recreated.new_id);
+    assert!(new.state.running, "the new container runs");
+    assert_eq!(new.image_reference, V2);
+    let old_after = host.inspect(&recreated.old_id).await.expect("kept aside");
+    assert!(!old_after.state.running, "the old container stopped");
+    assert_eq!(
+        old_after.state.exit_code,
+        Some(137),
+        "Docker killed it only after its grace period"
+    );
+}

@@ -8,6 +8,7 @@ mod approvals;
 mod audit_chain;
 mod check;
 mod console;
+mod crash;
 mod deploy;
 mod diagnose;
 mod discord;

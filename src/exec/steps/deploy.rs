@@ -9,32 +9,23 @@ use std::time::Duration;
 
 use crate::catalog::SmokeCheck;
 use crate::config::{Environment, Service};
-use crate::docker::{
-    ContainerInfo, DockerHost, HealthOutcome, Recreated, RegistryAuth, RunOnce, ServiceSelector,
-};
+use crate::docker::{ContainerInfo, DockerHost, HealthOutcome, RegistryAuth, ServiceSelector};
 use crate::duration::format_elapsed;
 use crate::exec::{ExecError, OperationInput};
 use crate::plan::{Change, Plan};
 use crate::probe;
 use crate::store::NewRelease;
 
-use super::{RunContext, StepOutcome};
+use super::one_off::OneOffStages;
+use super::recreate::RecreateStages;
+use super::{Progress, RunContext, StepOutcome};
 
 /// Default limit of a one-off container.
 const RUN_ONCE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default limit of waiting until healthy.
-const WAIT_HEALTHY_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const WAIT_HEALTHY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Limit of each HTTP probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A container replaced by this operation, revertible until it succeeds.
-#[derive(Debug, Clone)]
-pub struct Replaced {
-    /// The service.
-    pub service: String,
-    /// How to commit or revert it.
-    pub recreated: Recreated,
-}
 
 /// The environment of an operation; steps that reach here need one.
 pub fn environment<'a>(input: &OperationInput<'a>) -> Result<&'a Environment, ExecError> {
@@ -252,7 +243,9 @@ impl RunContext<'_> {
         Ok(StepOutcome::summary(parts.join("; ")))
     }
 
-    /// `run_once`: a one-off container from the service's planned image.
+    /// `run_once`: a one-off container from the service's planned image,
+    /// labelled with a journaled token so recovery removes it if Deckhand
+    /// dies while it runs.
     pub async fn run_once(
         &mut self,
         service_name: &str,
@@ -260,86 +253,54 @@ impl RunContext<'_> {
         timeout: Option<Duration>,
     ) -> Result<StepOutcome, ExecError> {
         let environment = environment(self.input)?;
-        let service = service(environment, service_name)?;
         let host = self.host().await?;
-        let containers = containers_of(&host, environment, service).await?;
-        let like = &containers[0];
-        let image = self
-            .plan
-            .changes
-            .iter()
-            .find(|change| change.service == service_name)
-            .map(|change| change.to_image.clone())
-            .unwrap_or_else(|| like.image_reference.clone());
-        let output = host
-            .run_once(RunOnce {
-                image: image.clone(),
-                like,
-                cmd: command.to_vec(),
-                timeout: timeout.unwrap_or(RUN_ONCE_TIMEOUT),
-            })
-            .await
-            .map_err(|error| ExecError::Failed(error.to_string()))?;
-        let lines: Vec<String> = output
-            .last_lines
-            .iter()
-            .map(|line| crate::secret::redact(line))
-            .collect();
-        if output.exit_code != 0 {
+        let mut stages = OneOffStages::new(
+            environment,
+            host,
+            self.journal(),
+            &self.plan.changes,
+            service_name,
+            command,
+            timeout.unwrap_or(RUN_ONCE_TIMEOUT),
+        );
+        let outcome = loop {
+            if let Progress::Done(outcome) = stages.advance().await? {
+                break outcome;
+            }
+        };
+        if let Some(failure) = outcome.failure {
             let replaced = if self.replaced.is_empty() {
                 "; nothing was replaced"
             } else {
                 ""
             };
-            let mut message = format!(
-                "`{}` exited {} in a one-off {service_name} container ({image}){replaced}",
-                command.join(" "),
-                output.exit_code
-            );
-            for line in &lines {
+            let mut message = format!("{failure}{replaced}");
+            for line in &outcome.outcome.output {
                 message.push('\n');
                 message.push_str(line);
             }
             return Err(ExecError::Failed(message));
         }
-        Ok(StepOutcome {
-            summary: format!("`{}` exited 0 ({image})", command.join(" ")),
-            output: lines,
-        })
+        Ok(outcome.outcome)
     }
 
     /// `recreate`: each planned service's containers on the new image, one
-    /// replica at a time; a replica must be healthy before the next goes.
+    /// replica at a time, each stage journaled; a replica must be healthy
+    /// before the next goes.
     pub async fn recreate(&mut self) -> Result<StepOutcome, ExecError> {
         let environment = environment(self.input)?;
         let host = self.host().await?;
-        let mut parts = Vec::new();
-        for change in self.plan.changes.clone() {
-            let service = service(environment, &change.service)?;
-            let containers = containers_of(&host, environment, service).await?;
-            let replicas = containers.len();
-            for (replica_idx, container) in containers.iter().enumerate() {
-                let recreated =
-                    host.recreate(container, &change.to_image)
-                        .await
-                        .map_err(|error| {
-                            ExecError::Failed(format!("replacing {}: {error}", container.name))
-                        })?;
-                let new_name = recreated.name.clone();
-                self.replaced.push(Replaced {
-                    service: change.service.clone(),
-                    recreated,
-                });
-                if replica_idx + 1 < replicas {
-                    wait_container_healthy(&host, &new_name, WAIT_HEALTHY_TIMEOUT).await?;
-                }
+        let mut stages =
+            RecreateStages::new(environment, host, self.journal(), self.plan.changes.clone());
+        let result = loop {
+            match stages.advance().await {
+                Ok(Progress::Done(outcome)) => break Ok(outcome),
+                Ok(Progress::Stage(_)) => {}
+                Err(error) => break Err(error),
             }
-            parts.push(format!(
-                "{}: {replicas} container(s) on {}",
-                change.service, change.to_image
-            ));
-        }
-        Ok(StepOutcome::summary(parts.join("; ")))
+        };
+        self.replaced.extend(stages.take_replaced());
+        result
     }
 
     /// `wait_healthy`: every replaced container running and healthy, then
@@ -444,7 +405,7 @@ impl RunContext<'_> {
             return problems;
         };
         for replaced in self.replaced.drain(..) {
-            if let Err(error) = replaced.recreated.commit(&host).await {
+            if let Err(error) = replaced.commit(&host).await {
                 problems.push(format!(
                     "could not remove the previous {} container: {error}",
                     replaced.service
@@ -461,7 +422,6 @@ impl RunContext<'_> {
         let mut restored = Vec::new();
         while let Some(replaced) = self.replaced.pop() {
             replaced
-                .recreated
                 .revert(&host)
                 .await
                 .map_err(|error| format!("restoring {}: {error}", replaced.recreated.name))?;
@@ -606,48 +566,4 @@ pub(super) async fn wait_endpoints(
         }
     }
     Ok(lines)
-}
-
-/// After a crash: settles the replacements an interrupted operation left
-/// behind in its environment, so each service runs either the new or the
-/// previous version. Returns one line per container settled, or why not.
-pub async fn settle_leftovers(
-    app: &crate::app::App,
-    environment: &Environment,
-    plan: &Plan,
-) -> Vec<String> {
-    let host = match app.hosts.get(environment.name.as_str()).await {
-        Ok(host) => host,
-        Err(error) => {
-            return vec![format!(
-                "could not check for unfinished replacements: {error}"
-            )];
-        }
-    };
-    let mut lines = Vec::new();
-    for change in &plan.changes {
-        let Some(service) = environment.services.get(change.service.as_str()) else {
-            continue;
-        };
-        let leftovers = match host
-            .find_leftovers(&ServiceSelector::from(&service.selector))
-            .await
-        {
-            Ok(leftovers) => leftovers,
-            Err(error) => {
-                lines.push(format!("could not check {}: {error}", service.name));
-                continue;
-            }
-        };
-        for leftover in leftovers {
-            match host
-                .settle_leftover(&leftover, Duration::from_secs(60))
-                .await
-            {
-                Ok(outcome) => lines.push(outcome.to_string()),
-                Err(error) => lines.push(format!("could not settle {}: {error}", leftover.name)),
-            }
-        }
-    }
-    lines
 }

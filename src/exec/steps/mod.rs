@@ -3,19 +3,33 @@
 //! carries what one operation's steps share — the plan as resolved so far
 //! and the containers replaced so far, which stay revertible until the
 //! operation succeeds — and nothing long-lived.
+//!
+//! Steps that change a target (recreate, run_once, the rotations, restore,
+//! service actions) run as journaled stages: before each change an intent
+//! is written (`journal`), so `exec::recovery` can settle the step after a
+//! crash at any stage. `staged` runs such a step one stage at a time.
 
 mod cleanup;
-mod database;
+pub(crate) mod database;
 mod deploy;
 mod diagnose;
 mod help;
 mod holds;
+pub(crate) mod journal;
 mod logs;
+pub(crate) mod one_off;
+mod recreate;
 mod redis;
+pub(crate) mod replace;
 mod report;
 mod rollback;
-mod rotate;
-mod service;
+pub(crate) mod rotate;
+pub(crate) mod rotate_db;
+pub(crate) mod rotate_tls;
+mod scram;
+pub(crate) mod sealed;
+pub(crate) mod service;
+pub(crate) mod staged;
 
 use std::sync::Arc;
 
@@ -26,8 +40,18 @@ use crate::plan::Plan;
 use crate::policy::OpState;
 use crate::store::OperationRecord;
 
-use deploy::Replaced;
-pub use deploy::settle_leftovers;
+use journal::Journal;
+use replace::Replaced;
+
+/// What one stage of a staged step did: a stage ran (named), or the step is
+/// done with its outcome.
+#[derive(Debug)]
+pub enum Progress<T = StepOutcome> {
+    /// A stage ran; more follow.
+    Stage(String),
+    /// The step ended.
+    Done(T),
+}
 
 /// What a step reports: one summary line, and output lines (report rows,
 /// the tail of a failed migration) shown in the message or its thread.
@@ -68,6 +92,8 @@ pub struct RunContext<'a> {
     plan: Plan,
     /// Containers replaced so far, revertible until the operation succeeds.
     replaced: Vec<Replaced>,
+    /// The position of the step running now, for its journal.
+    step_idx: i64,
 }
 
 impl<'a> RunContext<'a> {
@@ -83,7 +109,13 @@ impl<'a> RunContext<'a> {
             input,
             plan: Plan::from_json(&operation.plan),
             replaced: Vec::new(),
+            step_idx: 0,
         }
+    }
+
+    /// The running step's journal.
+    fn journal(&self) -> Journal {
+        Journal::new(&self.app.store, self.operation.id, self.step_idx)
     }
 
     /// Runs one step.
@@ -91,6 +123,17 @@ impl<'a> RunContext<'a> {
     /// # Errors
     /// Why the step failed, fit for chat.
     pub async fn run(&mut self, step: &Step) -> Result<StepOutcome, ExecError> {
+        // The runner passes the command's own steps, in order; their
+        // position keys the journal.
+        let position = self
+            .input
+            .spec
+            .steps
+            .iter()
+            .position(|candidate| std::ptr::eq(candidate, step));
+        self.step_idx = position
+            .and_then(|idx| i64::try_from(idx).ok())
+            .unwrap_or(self.step_idx);
         let (app, input, op_id) = (self.app, self.input, self.operation.id);
         match step {
             Step::ResolveImages { .. } | Step::ResolveRollback {} => self.resolve_images().await,
@@ -107,9 +150,11 @@ impl<'a> RunContext<'a> {
             Step::RecordRelease {} => self.record_release().await,
             Step::HoldLock {} => holds::hold_after_rollback(app, self.operation, input).await,
             Step::BackupDatabase { service } => database::backup(app, input, op_id, service).await,
-            Step::RestoreDatabase { service } => database::restore(app, input, service).await,
+            Step::RestoreDatabase { service } => {
+                database::restore(app, input, self.journal(), service).await
+            }
             Step::CheckDatabase { service } => database::check(app, input, service).await,
-            Step::ServiceAction {} => service::run(app, input).await,
+            Step::ServiceAction {} => service::run(app, input, self.journal()).await,
             Step::HealthReport {} => report::health(app, input).await,
             Step::StatusReport {} => report::status(app, input).await,
             Step::Logs {} => logs::run(app, input).await,

@@ -1,39 +1,56 @@
 //! The runbook's Secret Rotation as one step, `/rotate jwt|db-password|ssl
-//! ENV`. A new secret is generated here, held in `Secret`, and only ever
-//! leaves Deckhand as a container's environment variable or on psql's
-//! stdin — never in argv, chat, logs, audit or errors.
+//! ENV`, each rotation a sequence of journaled stages that recovery can
+//! settle after a crash at any of them. A new secret is generated here, held
+//! in `Secret`, and only ever leaves Deckhand as a container's environment
+//! variable (or sealed in the journal, see `sealed`) — never in argv, SQL,
+//! chat, logs, audit or errors.
 //!
-//! - `jwt`: the consumer's containers are recreated with the new value, one
-//!   replica at a time, each healthy before the next.
-//! - `db-password`: `ALTER USER` through psql, then the consumer recreated
-//!   with the new password in its connection URL and checked healthy (its
-//!   readiness endpoint checks the database); on failure the old password
-//!   comes back, and the runner restores the old containers.
-//! - `ssl`: a new self-signed certificate made with openssl in the proxy's
-//!   container, swapped in, `nginx -t`, `nginx -s reload`, and the served
-//!   certificate checked to be the new one; on failure the old files return.
+//! - `jwt` (here): the consumer's containers are recreated with the new
+//!   value, one replica at a time, each healthy before the next; a crash
+//!   settles all replicas the same way (all new, or all back on the old
+//!   secret), and leaves no `.deckhand-old` container behind.
+//! - `db-password` (`rotate_db`): a SCRAM verifier, a new role with
+//!   `--new-user`, the consumer moved over, verified, then committed.
+//! - `ssl` (`rotate_tls`): a new certificate swapped in and verified as
+//!   served, or the old files back.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use base64::Engine;
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{DbPassword, EnvSecret, Environment, TlsRotation};
-use crate::docker::{DockerHost, Exec, ExecOutput};
+use crate::config::{EnvSecret, Environment};
+use crate::docker::{ContainerInfo, DockerHost, SettleChoice};
 use crate::exec::{ExecError, OperationInput};
 use crate::plan::Plan;
 use crate::secret::Secret;
+use crate::store::StepIntent;
 
-use super::deploy::{
-    Replaced, containers_of, environment, service, wait_container_healthy, wait_endpoints,
-};
-use super::{RunContext, StepOutcome};
+use super::deploy::{containers_of, environment, service, wait_container_healthy, wait_endpoints};
+use super::journal::{Journal, read_data};
+use super::replace::{self, Replaced, StagedReplacement};
+use super::rotate_db::DbPasswordRotation;
+use super::rotate_tls::CertificateRotation;
+use super::sealed::StateKey;
+use super::{Progress, RunContext, StepOutcome};
 
-const HEALTH_LIMIT: Duration = Duration::from_secs(120);
-const EXEC_LIMIT: Duration = Duration::from_secs(60);
+/// How long each replaced container may take to become healthy.
+pub(super) const HEALTH_LIMIT: Duration = Duration::from_secs(120);
+
+/// The intent kind of a JWT rotation.
+pub const JWT_KIND: &str = "rotate_jwt";
+
+/// The sub-step of a rotation's own intent (its replacements have theirs).
+pub const ROTATION_SUB_STEP: &str = "rotation";
 
 fn which<'a>(input: &OperationInput<'a>) -> &'a str {
     input.action.args.text("secret").unwrap_or_default()
+}
+
+fn new_user(input: &OperationInput<'_>) -> bool {
+    input.action.args.text("new-user").is_some()
 }
 
 fn not_configured(environment: &Environment, secret: &str) -> ExecError {
@@ -50,6 +67,11 @@ fn not_configured(environment: &Environment, secret: &str) -> ExecError {
 pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) -> Result<(), ExecError> {
     let environment = environment(input)?;
     let rotation = &environment.rotation;
+    if new_user(input) && which(input) != "db-password" {
+        return Err(ExecError::Failed(
+            "--new-user applies only to /rotate db-password".to_string(),
+        ));
+    }
     match which(input) {
         "jwt" => {
             let jwt = rotation
@@ -72,10 +94,17 @@ pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) -> Result<(), ExecE
                 .db_password
                 .as_ref()
                 .ok_or_else(|| not_configured(environment, "db-password"))?;
-            plan.steps.push(format!(
-                "set a new password (never shown) for the database user in {} with ALTER USER",
-                db.database
-            ));
+            if new_user(input) {
+                plan.steps.push(format!(
+                    "create a new database role in {} with the consumer's role's grants and a new password (never shown, sent only as a SCRAM verifier)",
+                    db.database
+                ));
+            } else {
+                plan.steps.push(format!(
+                    "set a new password (never shown, sent only as a SCRAM verifier) for the consumer's database role in {}",
+                    db.database
+                ));
+            }
             plan.steps.push(format!(
                 "recreate every {} container with the new password in {}, one at a time",
                 db.consumer.service, db.consumer.env
@@ -84,8 +113,19 @@ pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) -> Result<(), ExecE
                 "{} healthy and ready (its readiness checks the database)",
                 db.consumer.service
             ));
-            plan.notes
-                .push("on failure the old password and the old containers come back".to_string());
+            if new_user(input) {
+                plan.steps.push(
+                    "hand the old role's objects to the new role and drop the old role, only after the consumer is ready".to_string(),
+                );
+            }
+            plan.notes.push(
+                "on failure the old credential and the old containers come back; after a crash recovery finishes or undoes the rotation".to_string(),
+            );
+            if let Err(error) = StateKey::from_env() {
+                return Err(ExecError::Failed(format!(
+                    "cannot rotate the database password: {error} — nothing was changed"
+                )));
+            }
         }
         "ssl" => {
             let ssl = rotation
@@ -114,46 +154,70 @@ pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) -> Result<(), ExecE
 
 /// A new random secret: 48 bytes, URL-safe base64 (safe in URLs and SQL
 /// string literals alike).
-fn generate() -> Secret {
+pub(super) fn generate() -> Secret {
     let mut bytes = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-impl RunContext<'_> {
-    /// Runs the rotation the `secret` argument names.
-    pub async fn rotate(&mut self) -> Result<StepOutcome, ExecError> {
-        let environment = environment(self.input)?;
-        let host = self.app.hosts.get(environment.name.as_str()).await?;
+/// Which rotation a step runs, with what it needs.
+pub enum Rotation<'a> {
+    /// `/rotate jwt`.
+    Jwt(JwtRotation<'a>),
+    /// `/rotate db-password [--new-user]`.
+    DbPassword(Box<DbPasswordRotation<'a>>),
+    /// `/rotate ssl`.
+    Certificate(CertificateRotation<'a>),
+}
+
+impl<'a> Rotation<'a> {
+    /// Works out the rotation `secret` names in `environment`; changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// The secret is not configured, the state key is missing (db-password),
+    /// or the target cannot be found.
+    pub async fn begin(
+        environment: &'a Environment,
+        host: DockerHost,
+        journal: Journal,
+        secret: &str,
+        new_user: bool,
+    ) -> Result<Rotation<'a>, ExecError> {
         let rotation = &environment.rotation;
-        match which(self.input) {
+        match secret {
             "jwt" => {
                 let jwt = rotation
                     .jwt
                     .as_ref()
                     .ok_or_else(|| not_configured(environment, "jwt"))?;
-                let secret = generate();
-                let replaced = self
-                    .roll_with_secret(&host, environment, jwt, &secret)
-                    .await?;
-                Ok(StepOutcome::summary(format!(
-                    "new JWT secret in {}: {replaced} {} container(s) replaced one at a time; users log in again",
-                    jwt.env, jwt.service
-                )))
+                Ok(Rotation::Jwt(
+                    JwtRotation::begin(environment, host, journal, jwt).await?,
+                ))
             }
             "db-password" => {
                 let db = rotation
                     .db_password
                     .as_ref()
                     .ok_or_else(|| not_configured(environment, "db-password"))?;
-                self.rotate_database_password(&host, environment, db).await
+                let key = StateKey::from_env().map_err(|error| {
+                    ExecError::Failed(format!(
+                        "cannot rotate the database password: {error} — nothing was changed"
+                    ))
+                })?;
+                Ok(Rotation::DbPassword(Box::new(
+                    DbPasswordRotation::begin(environment, host, journal, db, new_user, key)
+                        .await?,
+                )))
             }
             "ssl" => {
                 let ssl = rotation
                     .ssl
                     .as_ref()
                     .ok_or_else(|| not_configured(environment, "ssl"))?;
-                rotate_certificate(&host, environment, ssl).await
+                Ok(Rotation::Certificate(
+                    CertificateRotation::begin(environment, host, journal, ssl).await?,
+                ))
             }
             other => Err(ExecError::Failed(format!(
                 "there is no secret \"{other}\" to rotate"
@@ -161,303 +225,320 @@ impl RunContext<'_> {
         }
     }
 
-    /// Recreates every container of the secret's service with the secret's
-    /// variable set to `value`, one at a time, each healthy first.
-    async fn roll_with_secret(
-        &mut self,
-        host: &DockerHost,
-        environment: &Environment,
-        target: &EnvSecret,
-        value: &Secret,
-    ) -> Result<usize, ExecError> {
-        let service = service(environment, target.service.as_str())?;
-        let containers = containers_of(host, environment, service).await?;
-        let overrides = [(target.env.clone(), value.expose().to_string())];
-        for container in &containers {
-            let recreated = host
-                .recreate_with_env(container, &container.image_reference, &overrides)
-                .await
-                .map_err(|error| {
-                    ExecError::Failed(format!("replacing {}: {error}", container.name))
-                })?;
-            let name = recreated.name.clone();
-            self.replaced.push(Replaced {
-                service: service.name.to_string(),
-                recreated,
-            });
-            wait_container_healthy(host, &name, HEALTH_LIMIT).await?;
+    /// Runs the next stage (journaled first).
+    ///
+    /// # Errors
+    /// A failed stage, after the rotation was undone (and says so).
+    pub async fn advance(&mut self) -> Result<Progress, ExecError> {
+        match self {
+            Rotation::Jwt(rotation) => rotation.advance().await,
+            Rotation::DbPassword(rotation) => rotation.advance().await,
+            Rotation::Certificate(rotation) => rotation.advance().await,
         }
-        wait_endpoints(service, HEALTH_LIMIT).await?;
-        Ok(containers.len())
-    }
-
-    async fn rotate_database_password(
-        &mut self,
-        host: &DockerHost,
-        environment: &Environment,
-        db: &DbPassword,
-    ) -> Result<StepOutcome, ExecError> {
-        let database_service = service(environment, db.database.as_str())?;
-        let database = database_service.database.as_ref().ok_or_else(|| {
-            ExecError::Failed(format!("{} is not a postgres service", db.database))
-        })?;
-        let database_container = containers_of(host, environment, database_service)
-            .await?
-            .into_iter()
-            .find(|container| container.state.running)
-            .ok_or_else(|| ExecError::Failed(format!("{} is not running", db.database)))?;
-        let consumer = service(environment, db.consumer.service.as_str())?;
-        let consumer_containers = containers_of(host, environment, consumer).await?;
-        let current = host
-            .env_of(&consumer_containers[0].id)
-            .await
-            .map_err(|error| ExecError::Failed(error.to_string()))?
-            .remove(&db.consumer.env)
-            .map(Secret::new)
-            .ok_or_else(|| {
-                ExecError::Failed(format!(
-                    "{} has no {} to update",
-                    db.consumer.service, db.consumer.env
-                ))
-            })?;
-        let mut url = url::Url::parse(current.expose()).map_err(|_| {
-            ExecError::Failed(format!(
-                "{} of {} is not a connection URL",
-                db.consumer.env, db.consumer.service
-            ))
-        })?;
-        let old_password = Secret::new(url.password().unwrap_or_default());
-        let new_password = generate();
-        url.set_password(Some(new_password.expose()))
-            .map_err(|()| {
-                ExecError::Failed(format!("cannot put a password into {}", db.consumer.env))
-            })?;
-        let new_url = Secret::new(url.to_string());
-
-        set_password(host, &database_container.id, database, &new_password).await?;
-        if let Err(error) = self
-            .roll_with_secret(host, environment, &db.consumer, &new_url)
-            .await
-        {
-            let restored =
-                match set_password(host, &database_container.id, database, &old_password).await {
-                    Ok(()) => "the old password was restored".to_string(),
-                    Err(restore) => format!("restoring the old password failed too: {restore}"),
-                };
-            return Err(ExecError::Failed(format!("{error}; {restored}")));
-        }
-        Ok(StepOutcome::summary(format!(
-            "new password for {} in {}; {} reconnected with it and is ready",
-            database.user, db.database, db.consumer.service
-        )))
     }
 }
 
-/// `ALTER USER … WITH PASSWORD '…'` through psql, the statement on stdin so
-/// the password never appears in a process list.
-async fn set_password(
-    host: &DockerHost,
-    container: &str,
-    database: &crate::config::Database,
-    password: &Secret,
-) -> Result<(), ExecError> {
-    let literal = password.expose().replace('\'', "''");
-    let statement = format!("ALTER USER {} WITH PASSWORD '{literal}';\n", database.user);
-    let output = host
-        .exec(
-            container,
-            Exec {
-                cmd: vec![
-                    "psql".into(),
-                    "-U".into(),
-                    database.user.clone(),
-                    "-d".into(),
-                    database.name.clone(),
-                    "-v".into(),
-                    "ON_ERROR_STOP=1".into(),
-                    "-q".into(),
-                ],
-                env: Vec::new(),
-                stdin: Some(statement.into_bytes()),
-                timeout: EXEC_LIMIT,
-            },
-        )
-        .await
-        .map_err(|error| ExecError::Failed(error.to_string()))?;
-    if output.exit_code != 0 {
-        return Err(ExecError::Failed(format!(
-            "ALTER USER failed: {}",
-            crate::secret::redact(output.stderr_text().trim())
-        )));
-    }
-    Ok(())
-}
-
-async fn run_in(host: &DockerHost, container: &str, cmd: &[&str]) -> Result<ExecOutput, ExecError> {
-    host.exec(
-        container,
-        Exec {
-            cmd: cmd.iter().map(|part| part.to_string()).collect(),
-            env: Vec::new(),
-            stdin: None,
-            timeout: EXEC_LIMIT,
-        },
-    )
-    .await
-    .map_err(|error| ExecError::Failed(error.to_string()))
-}
-
-async fn run_ok(
-    host: &DockerHost,
-    container: &str,
-    what: &str,
-    cmd: &[&str],
-) -> Result<String, ExecError> {
-    let output = run_in(host, container, cmd).await?;
-    if output.exit_code != 0 {
-        return Err(ExecError::Failed(format!(
-            "{what} failed (exit {}): {}",
-            output.exit_code,
-            output.stderr_text().trim()
-        )));
-    }
-    Ok(output.stdout_text())
-}
-
-async fn rotate_certificate(
-    host: &DockerHost,
-    environment: &Environment,
-    ssl: &TlsRotation,
-) -> Result<StepOutcome, ExecError> {
-    let proxy = service(environment, ssl.service.as_str())?;
-    let container = containers_of(host, environment, proxy)
-        .await?
-        .into_iter()
-        .find(|container| container.state.running)
-        .ok_or_else(|| ExecError::Failed(format!("{} is not running", ssl.service)))?;
-    let id = container.id.as_str();
-    let cert = format!("{}/cert.pem", ssl.dir);
-    let key = format!("{}/key.pem", ssl.dir);
-    let days = ssl.days.to_string();
-    let subject = format!("/CN={}", ssl.common_name);
-    // Clients match host names against subjectAltName only, never the CN.
-    let alt_name = match ssl.common_name.parse::<std::net::IpAddr>() {
-        Ok(_) => format!("subjectAltName=IP:{}", ssl.common_name),
-        Err(_) => format!("subjectAltName=DNS:{}", ssl.common_name),
-    };
-    run_ok(
-        host,
-        id,
-        "making the certificate",
-        &[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            &days,
-            "-subj",
-            &subject,
-            "-addext",
-            &alt_name,
-            "-keyout",
-            &format!("{key}.next"),
-            "-out",
-            &format!("{cert}.next"),
-        ],
-    )
-    .await?;
-    let new_fingerprint = run_ok(
-        host,
-        id,
-        "reading the new certificate",
-        &[
-            "openssl",
-            "x509",
-            "-in",
-            &format!("{cert}.next"),
-            "-noout",
-            "-fingerprint",
-            "-sha256",
-        ],
-    )
-    .await?;
-    for file in [&cert, &key] {
-        run_ok(
+impl RunContext<'_> {
+    /// Runs the rotation the `secret` argument names, stage by stage.
+    pub async fn rotate(&mut self) -> Result<StepOutcome, ExecError> {
+        let environment = environment(self.input)?;
+        let host = self.app.hosts.get(environment.name.as_str()).await?;
+        let mut rotation = Rotation::begin(
+            environment,
             host,
-            id,
-            "keeping the previous certificate",
-            &["cp", "-p", file, &format!("{file}.previous")],
+            self.journal(),
+            which(self.input),
+            new_user(self.input),
         )
         .await?;
-        run_ok(
-            host,
-            id,
-            "installing the new certificate",
-            &["mv", "-f", &format!("{file}.next"), file],
-        )
-        .await?;
-    }
-    if let Err(error) = run_ok(host, id, "nginx -t", &["nginx", "-t"]).await {
-        for file in [&cert, &key] {
-            let _ = run_in(host, id, &["mv", "-f", &format!("{file}.previous"), file]).await;
-        }
-        return Err(ExecError::Failed(format!(
-            "{error}; the previous certificate was put back"
-        )));
-    }
-    run_ok(host, id, "nginx -s reload", &["nginx", "-s", "reload"]).await?;
-    let served = served_fingerprint(host, id, &ssl.common_name, &new_fingerprint).await;
-    if served.trim() != new_fingerprint.trim() {
-        return Err(ExecError::Failed(format!(
-            "{} still serves another certificate after the reload ({})",
-            ssl.service,
-            served.trim()
-        )));
-    }
-    let until = run_ok(
-        host,
-        id,
-        "reading the expiry",
-        &["openssl", "x509", "-in", &cert, "-noout", "-enddate"],
-    )
-    .await?;
-    Ok(StepOutcome::summary(format!(
-        "{} serves a new certificate for CN={} ({}, {})",
-        ssl.service,
-        ssl.common_name,
-        until.trim().replace("notAfter=", "valid until "),
-        new_fingerprint
-            .trim()
-            .replace("sha256 Fingerprint=", "SHA-256 ")
-    )))
-}
-
-/// The fingerprint of the certificate the proxy serves on 443, polled for up
-/// to 10 s until it is `expected`: nginx reloads its workers asynchronously,
-/// so the old certificate may be served for a moment after the reload.
-async fn served_fingerprint(
-    host: &DockerHost,
-    container: &str,
-    common_name: &str,
-    expected: &str,
-) -> String {
-    // A fixed pipeline; the only value in it is the configured common name,
-    // which config validation limits to host name characters.
-    let script = format!(
-        "echo | openssl s_client -connect 127.0.0.1:443 -servername {common_name} 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
-    );
-    let mut last = String::new();
-    for _attempt in 0..40 {
-        if let Ok(output) = run_in(host, container, &["sh", "-c", &script]).await {
-            last = output.stdout_text();
-            if last.trim() == expected.trim() {
-                return last;
+        loop {
+            if let Progress::Done(outcome) = rotation.advance().await? {
+                return Ok(outcome);
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    last
+}
+
+/// Replacing every container of a service with the same image and some
+/// environment variables set to new values, one at a time, each healthy
+/// before the next, then the service's health endpoints answering: the
+/// rolling restart the JWT and database rotations share. Each replacement is
+/// journaled; the rotation decides when they are committed or reverted.
+pub(super) struct Roll<'a> {
+    environment: &'a Environment,
+    service: String,
+    overrides: Vec<(String, String)>,
+    pending: VecDeque<ContainerInfo>,
+    current: Option<StagedReplacement>,
+    replaced: Vec<Replaced>,
+    /// How many containers the roll replaces.
+    pub total: usize,
+}
+
+impl std::fmt::Debug for Roll<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Roll")
+            .field("service", &self.service)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Roll<'a> {
+    /// A roll of `target`'s service with `value` in its variable.
+    pub async fn new(
+        environment: &'a Environment,
+        host: &DockerHost,
+        target: &EnvSecret,
+        value: &Secret,
+    ) -> Result<Roll<'a>, ExecError> {
+        let service = service(environment, target.service.as_str())?;
+        let containers = containers_of(host, environment, service).await?;
+        Ok(Roll {
+            environment,
+            service: service.name.to_string(),
+            overrides: vec![(target.env.clone(), value.expose().to_string())],
+            total: containers.len(),
+            pending: containers.into(),
+            current: None,
+            replaced: Vec::new(),
+        })
+    }
+
+    /// Runs the next replacement stage; `true` once every container was
+    /// replaced, healthy, and the service's endpoints answer.
+    pub async fn advance(
+        &mut self,
+        host: &DockerHost,
+        journal: &Journal,
+    ) -> Result<bool, ExecError> {
+        if let Some(current) = self.current.as_mut() {
+            current.advance(host).await?;
+            if current.is_started()
+                && let Some(started) = self.current.take()
+            {
+                let replaced = started.finish();
+                let name = replaced.recreated.name.clone();
+                self.replaced.push(replaced);
+                wait_container_healthy(host, &name, HEALTH_LIMIT).await?;
+            }
+            return Ok(false);
+        }
+        if let Some(container) = self.pending.pop_front() {
+            let mut replacement = StagedReplacement::prepare(
+                journal,
+                host,
+                &self.service,
+                &container,
+                &container.image_reference,
+                &self.overrides,
+            )
+            .await?;
+            replacement.advance(host).await?;
+            self.current = Some(replacement);
+            return Ok(false);
+        }
+        let service = service(self.environment, &self.service)?;
+        wait_endpoints(service, HEALTH_LIMIT).await?;
+        Ok(true)
+    }
+
+    /// Keeps every new container.
+    pub async fn commit(&mut self, host: &DockerHost) -> Vec<String> {
+        let mut problems = Vec::new();
+        for replaced in self.replaced.drain(..) {
+            if let Err(error) = replaced.commit(host).await {
+                problems.push(format!(
+                    "could not remove the previous {}: {error}",
+                    replaced.recreated.name
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Brings every old container back, newest first; returns what could
+    /// not be restored.
+    pub async fn revert(&mut self, host: &DockerHost) -> Vec<String> {
+        let mut problems = Vec::new();
+        while let Some(replaced) = self.replaced.pop() {
+            if let Err(error) = replaced.revert(host).await {
+                problems.push(format!("restoring {}: {error}", replaced.recreated.name));
+            }
+        }
+        problems
+    }
+}
+
+/// What a rolling rotation's own intent records.
+#[derive(Debug, Serialize, Deserialize)]
+struct JwtRecord {
+    service: String,
+    containers: usize,
+}
+
+/// `/rotate jwt`, stage by stage: the consumer rolled onto a new secret,
+/// then committed; on failure every old container comes back.
+pub struct JwtRotation<'a> {
+    host: DockerHost,
+    journal: Journal,
+    target: &'a EnvSecret,
+    roll: Roll<'a>,
+    journaled: bool,
+}
+
+impl<'a> JwtRotation<'a> {
+    async fn begin(
+        environment: &'a Environment,
+        host: DockerHost,
+        journal: Journal,
+        target: &'a EnvSecret,
+    ) -> Result<JwtRotation<'a>, ExecError> {
+        let secret = generate();
+        let roll = Roll::new(environment, &host, target, &secret).await?;
+        Ok(JwtRotation {
+            host,
+            journal,
+            target,
+            roll,
+            journaled: false,
+        })
+    }
+
+    async fn advance(&mut self) -> Result<Progress, ExecError> {
+        if !self.journaled {
+            self.journal
+                .write(
+                    ROTATION_SUB_STEP,
+                    JWT_KIND,
+                    "roll",
+                    &JwtRecord {
+                        service: self.target.service.to_string(),
+                        containers: self.roll.total,
+                    },
+                    None,
+                )
+                .await?;
+            self.journaled = true;
+        }
+        match self.roll.advance(&self.host, &self.journal).await {
+            Ok(false) => Ok(Progress::Stage(format!("rolling {}", self.target.service))),
+            Ok(true) => {
+                self.journal
+                    .write(
+                        ROTATION_SUB_STEP,
+                        JWT_KIND,
+                        "commit",
+                        &JwtRecord {
+                            service: self.target.service.to_string(),
+                            containers: self.roll.total,
+                        },
+                        None,
+                    )
+                    .await?;
+                let problems = self.roll.commit(&self.host).await;
+                self.journal.clear(ROTATION_SUB_STEP).await;
+                let mut summary = format!(
+                    "new JWT secret in {}: {} {} container(s) replaced one at a time; users log in again",
+                    self.target.env, self.roll.total, self.target.service
+                );
+                for problem in problems {
+                    summary.push_str(&format!("; {problem}"));
+                }
+                Ok(Progress::Done(StepOutcome::summary(summary)))
+            }
+            Err(error) => {
+                let problems = self.roll.revert(&self.host).await;
+                self.journal.clear(ROTATION_SUB_STEP).await;
+                Err(ExecError::Failed(undone_message(
+                    &error,
+                    "the previous containers and JWT secret are back",
+                    &problems,
+                )))
+            }
+        }
+    }
+}
+
+/// `{error}; {what is back}`, or what could not be restored.
+pub(super) fn undone_message(error: &ExecError, restored: &str, problems: &[String]) -> String {
+    if problems.is_empty() {
+        format!("{error}; {restored}")
+    } else {
+        format!(
+            "{error}; restoring failed too: {} — check the environment now",
+            problems.join("; ")
+        )
+    }
+}
+
+/// Settles an interrupted rolling rotation's replacements the same way:
+/// all on the new value when the roll reached every container and each is
+/// healthy (or the commit had begun), otherwise all back on the old value.
+/// Returns one line per container, and whether the new value stayed.
+pub(crate) async fn settle_roll(
+    host: &DockerHost,
+    replacements: &[&StepIntent],
+    containers: usize,
+    committing: bool,
+) -> (Vec<String>, bool) {
+    let mut keep = committing;
+    if !keep && replacements.len() == containers && containers > 0 {
+        keep = true;
+        for intent in replacements {
+            if !replace::started_and_healthy(host, intent, replace::SETTLE_HEALTH_LIMIT).await {
+                keep = false;
+                break;
+            }
+        }
+    }
+    let choice = if keep {
+        SettleChoice::KeepNew
+    } else {
+        SettleChoice::RestoreOld
+    };
+    let mut lines = Vec::new();
+    for intent in replacements.iter().rev() {
+        match replace::settle(host, intent, choice).await {
+            Ok(outcome) => lines.push(outcome.to_string()),
+            Err(error) => lines.push(error),
+        }
+    }
+    (lines, keep)
+}
+
+/// Settles an interrupted `/rotate jwt`: every replica on the new secret,
+/// or every replica back on the old one.
+pub(crate) async fn settle_jwt(
+    host: &DockerHost,
+    rotation: &StepIntent,
+    replacements: &[&StepIntent],
+) -> Vec<String> {
+    let record: JwtRecord = match read_data(rotation) {
+        Ok(record) => record,
+        Err(error) => return vec![error],
+    };
+    let (mut lines, kept) = settle_roll(
+        host,
+        replacements,
+        record.containers,
+        rotation.stage == "commit",
+    )
+    .await;
+    lines.insert(
+        0,
+        if kept {
+            format!(
+                "JWT rotation finished: every {} container runs on the new secret",
+                record.service
+            )
+        } else {
+            format!(
+                "JWT rotation undone: every {} container runs on the previous secret",
+                record.service
+            )
+        },
+    );
+    lines
 }
