@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
+use crate::audit::{KeyError, Trail};
 use crate::catalog::Catalog;
 use crate::chat::Outbox;
 use crate::config::Config;
@@ -32,17 +33,20 @@ pub struct App {
     pub hosts: Hosts,
     /// Counters for `/health/metrics`.
     pub metrics: Metrics,
+    /// The audit keys and pending refusal summaries.
+    pub audit: Trail,
     tasks: Tasks,
     shutdown: watch::Sender<bool>,
 }
 
 impl App {
-    /// Opens the store (running migrations) and builds the app. Background
-    /// work starts with `flow::start_background`.
+    /// Reads the audit keys, opens the store (running migrations) and
+    /// builds the app. Background work starts with `flow::start_background`.
     ///
     /// # Errors
-    /// When the store cannot be opened.
-    pub async fn open(config: Config, catalog: Catalog) -> Result<Arc<App>, StoreError> {
+    /// When an audit key is unusable or the store cannot be opened.
+    pub async fn open(config: Config, catalog: Catalog) -> Result<Arc<App>, OpenError> {
+        let audit = Trail::from_env(&config.audit)?;
         let store = Store::open(&config.store_url).await?;
         let hosts = Hosts::new(&config);
         let (shutdown, _) = watch::channel(false);
@@ -53,6 +57,7 @@ impl App {
             outbox: Outbox::default(),
             hosts,
             metrics: Metrics::default(),
+            audit,
             tasks: Tasks::default(),
             shutdown,
         }))
@@ -126,6 +131,17 @@ impl App {
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
+}
+
+/// Why the app could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// An audit key is set but unusable.
+    #[error(transparent)]
+    AuditKey(#[from] KeyError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Default)]

@@ -290,6 +290,10 @@ async fn audit_refusal(app: &App, sender: &Sender, refused: &RefusedRequest, now
         &context,
         AuditEvent::Refused {
             reason: refused.message.clone(),
+            requester_has_role: sender
+                .user
+                .as_ref()
+                .is_some_and(|user| !user.roles.is_empty()),
         },
         now,
     )
@@ -708,10 +712,18 @@ pub async fn recover_interrupted(app: &App) {
     }
 }
 
-/// Starts the background work: recovery now, then expiry every second
-/// until shutdown.
+/// Starts the background work: recovery now, then expiry every second,
+/// audit checkpoints and refusal summaries until shutdown.
 pub async fn start_background(app: &Arc<App>) {
     recover_interrupted(app).await;
+    tokio::spawn(audit::run_checkpoints(
+        Arc::clone(app),
+        app.shutdown_signal(),
+    ));
+    tokio::spawn(audit::run_refusal_summaries(
+        Arc::clone(app),
+        app.shutdown_signal(),
+    ));
     let sweeper = Arc::clone(app);
     let mut shutdown = app.shutdown_signal();
     tokio::spawn(async move {

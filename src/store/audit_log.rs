@@ -1,7 +1,8 @@
 //! The audit log's rows. Appending takes the chain head in the same
 //! transaction as the insert (a row lock on PostgreSQL, the write lock on
 //! SQLite), so entries from several replicas still form one chain. What the
-//! chain means, and checking it, is `audit`'s job.
+//! chain means (how an entry's MAC is made, with which key) and checking it
+//! is `audit`'s job; this module only stores what `audit` computed.
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
@@ -33,6 +34,17 @@ pub struct NewAuditEntry {
     pub detail: String,
 }
 
+/// An entry's MAC as `audit` computed it, with how it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMac {
+    /// `hmac-sha256` (keyed) or `sha256` (the unkeyed chain).
+    pub mac_alg: String,
+    /// The HMAC key's id; empty when unkeyed.
+    pub key_id: String,
+    /// The MAC, lowercase hex.
+    pub mac: String,
+}
+
 /// A stored entry with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -40,15 +52,28 @@ pub struct AuditEntry {
     pub seq: i64,
     /// The entry's contents.
     pub entry: NewAuditEntry,
-    /// The previous entry's hash (`genesis` for the first).
+    /// The previous entry's MAC (`genesis` for the first).
     pub prev_hash: String,
-    /// This entry's hash.
+    /// This entry's MAC (HMAC-SHA256 when keyed, SHA-256 otherwise).
+    pub hash: String,
+    /// `hmac-sha256` or `sha256`.
+    pub mac_alg: String,
+    /// The HMAC key's id; empty when unkeyed.
+    pub key_id: String,
+}
+
+/// The newest entry as `audit_head` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// Its position; 0 when the log is empty.
+    pub seq: i64,
+    /// Its MAC; `genesis` when the log is empty.
     pub hash: String,
 }
 
 macro_rules! audit_columns {
     () => {
-        "seq, at, actor, platform, channel, command, env, op_id, event, outcome, detail, prev_hash, hash"
+        "seq, at, actor, platform, channel, command, env, op_id, event, outcome, detail, prev_hash, hash, mac_alg, key_id"
     };
 }
 
@@ -70,20 +95,26 @@ fn read_entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         },
         prev_hash: column(row, "prev_hash")?,
         hash: column(row, "hash")?,
+        mac_alg: column(row, "mac_alg")?,
+        key_id: column(row, "key_id")?,
     })
 }
 
 impl Store {
-    /// Appends an entry to the chain; `chain_hash` computes its hash from
-    /// the previous hash and its contents.
+    /// Appends an entry to the chain; `chain_mac` computes its MAC from the
+    /// previous entry's MAC and its contents (`audit` passes a closure
+    /// holding the key).
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn append_audit(
+    pub async fn append_audit<F>(
         &self,
         entry: &NewAuditEntry,
-        chain_hash: fn(&str, &NewAuditEntry) -> String,
-    ) -> Result<AuditEntry, StoreError> {
+        chain_mac: F,
+    ) -> Result<AuditEntry, StoreError>
+    where
+        F: Fn(&str, &NewAuditEntry) -> EntryMac,
+    {
         let mut transaction = self
             .pool
             .begin()
@@ -97,11 +128,15 @@ impl Store {
         .map_err(query_error("reading the audit chain head"))?;
         let seq: i64 = column(&head, "last_seq")?;
         let prev_hash: String = column(&head, "last_hash")?;
-        let hash = chain_hash(&prev_hash, entry);
+        let EntryMac {
+            mac_alg,
+            key_id,
+            mac: hash,
+        } = chain_mac(&prev_hash, entry);
         sqlx::query(concat!(
             "INSERT INTO audit_log (",
             audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(seq)
         .bind(to_text(entry.at))
@@ -116,6 +151,8 @@ impl Store {
         .bind(&entry.detail)
         .bind(&prev_hash)
         .bind(&hash)
+        .bind(&mac_alg)
+        .bind(&key_id)
         .execute(&mut *transaction)
         .await
         .map_err(query_error("appending an audit entry"))?;
@@ -133,6 +170,8 @@ impl Store {
             entry: entry.clone(),
             prev_hash,
             hash,
+            mac_alg,
+            key_id,
         })
     }
 
@@ -166,28 +205,66 @@ impl Store {
         rows.iter().map(read_entry).collect()
     }
 
-    /// Every entry in chain order, and the chain head (last seq and hash).
+    /// Entries made at or after `since`, in chain order.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn audit_chain(&self) -> Result<(Vec<AuditEntry>, i64, String), StoreError> {
+    pub async fn audit_entries_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_log ORDER BY seq"
+            " FROM audit_log WHERE at >= $1 ORDER BY seq"
         ))
+        .bind(to_text(since))
         .fetch_all(&self.pool)
         .await
         .map_err(query_error("reading the audit log"))?;
-        let entries = rows.iter().map(read_entry).collect::<Result<Vec<_>, _>>()?;
+        rows.iter().map(read_entry).collect()
+    }
+
+    /// The chain head: the newest entry's seq and MAC.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn audit_head(&self) -> Result<AuditHead, StoreError> {
         let head = sqlx::query("SELECT last_seq, last_hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(query_error("reading the audit chain head"))?;
-        Ok((
-            entries,
-            column(&head, "last_seq")?,
-            column(&head, "last_hash")?,
-        ))
+        Ok(AuditHead {
+            seq: column(&head, "last_seq")?,
+            hash: column(&head, "last_hash")?,
+        })
+    }
+
+    /// Every entry in chain order, and the chain head (last seq and hash).
+    /// An append that commits between reading the entries and the head
+    /// would make the head look ahead of the log, so that case is read
+    /// again (a few times) before it is returned as it is.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn audit_chain(&self) -> Result<(Vec<AuditEntry>, i64, String), StoreError> {
+        let mut attempts_left = 3;
+        loop {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log ORDER BY seq"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("reading the audit log"))?;
+            let entries = rows.iter().map(read_entry).collect::<Result<Vec<_>, _>>()?;
+            let head = self.audit_head().await?;
+            let last_seq = entries.last().map_or(0, |stored| stored.seq);
+            attempts_left -= 1;
+            if head.seq <= last_seq || attempts_left == 0 {
+                return Ok((entries, head.seq, head.hash));
+            }
+        }
     }
 }

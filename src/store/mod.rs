@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
-pub use audit_log::{AuditEntry, NewAuditEntry};
+pub use audit_log::{AuditEntry, AuditHead, EntryMac, NewAuditEntry};
 pub use incidents::IncidentRecord;
 pub use locks::{Hold, HoldKind, LockHolder};
 pub use operations::{NewOperation, OperationRecord, StepRecord};
