@@ -216,9 +216,10 @@ fn check(path: &Path) -> ExitCode {
 
 async fn open(path: &Path) -> anyhow::Result<Arc<App>> {
     let (config, catalog) = load_or_report(path)?;
+    // Both kinds of error say what failed (an audit key, the store).
     let app = App::open(config, catalog)
         .await
-        .context("opening the store")?;
+        .map_err(anyhow::Error::from)?;
     Ok(app)
 }
 

@@ -2,12 +2,14 @@
 //! outside the store, that entry `seq` had MAC `mac` at time `at`:
 //!
 //! ```text
-//! deckhand-checkpoint v1 seq=42 mac=<64 hex> at=2026-11-28T17:00:00.000Z key=<8 hex> sig=<base64url>
+//! deckhand-checkpoint v1 seq=42 mac=<64 hex> at=2026-11-28T17:00:00.000Z key=<8 hex> sig=<128 hex>
 //! ```
 //!
 //! `key` is the id of the Ed25519 public key (first 8 hex digits of the
 //! SHA-256 of its 32 bytes) and `sig` signs every byte of the line before
-//! ` sig=`. Deckhand publishes one after every finished operation and on a
+//! ` sig=`. Every character is plain in Slack and Discord markdown (the
+//! signature is hex, not base64, whose `_` and `-` chat would escape), so
+//! the line survives being posted and copied back. Deckhand publishes one after every finished operation and on a
 //! timer, to each audit channel and optionally to an append-only file;
 //! `deckhand audit verify --checkpoint` holds the store to the newest one,
 //! which is how deleting the newest entries (and moving the head back) is
@@ -17,7 +19,6 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use tokio::io::AsyncWriteExt;
@@ -31,9 +32,6 @@ use crate::store::AuditEntry;
 
 /// How every checkpoint line starts.
 pub const CHECKPOINT_PREFIX: &str = "deckhand-checkpoint v1";
-
-const SIGNATURE_ENCODING: base64::engine::GeneralPurpose =
-    base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// A parsed or freshly signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +73,7 @@ impl Checkpoint {
         format!(
             "{} sig={}",
             self.signed_text,
-            SIGNATURE_ENCODING.encode(self.signature.to_bytes())
+            hex::encode(self.signature.to_bytes())
         )
     }
 
@@ -120,11 +118,10 @@ impl Checkpoint {
             .map_err(|_| malformed("at is not an RFC 3339 time"))?
             .with_timezone(&Utc);
         let key_id = field(key_id, "key")?;
-        let signature = SIGNATURE_ENCODING
-            .decode(signature)
+        let signature = hex::decode(signature)
             .ok()
             .and_then(|bytes| <[u8; 64]>::try_from(bytes.as_slice()).ok())
-            .ok_or_else(|| malformed("sig is not a 64-byte signature in base64url"))?;
+            .ok_or_else(|| malformed("sig is not a 64-byte signature in hex"))?;
         Ok(Checkpoint {
             seq,
             mac: mac.to_string(),
@@ -458,7 +455,7 @@ mod tests {
         check(&line.replace("17:00:00", "18:00:00"), &bad_signature);
         let (head, signature) = line.rsplit_once("sig=").expect("sig");
         let mut flipped = signature.to_string().into_bytes();
-        flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+        flipped[10] = if flipped[10] == b'a' { b'b' } else { b'a' };
         let flipped = String::from_utf8(flipped).expect("ascii");
         check(&format!("{head}sig={flipped}"), &bad_signature);
         let other = CheckpointKey::from_seed(&[8; 32]);
@@ -499,7 +496,7 @@ mod tests {
             ),
             (
                 &format!("{}sig=abc", line.rsplit_once("sig=").expect("sig").0),
-                "sig is not a 64-byte signature in base64url",
+                "sig is not a 64-byte signature in hex",
             ),
         ] {
             check(text, &format!("not a checkpoint: {reason} {expected}"));
