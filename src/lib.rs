@@ -11,7 +11,8 @@
 //! - `flow` — the request flow itself: operations, approvals, expiry.
 //! - `exec` — environment locks and the step runner.
 //! - `store` — operations, approvals, releases, locks, dedupe and the
-//!   hash-chained `audit` log, through sqlx (SQLite or PostgreSQL).
+//!   `audit` log (keyed chain, signed checkpoints), through sqlx (SQLite or
+//!   PostgreSQL).
 //!
 //! - `docker` — the Docker Engine layer through bollard (the only module
 //!   naming bollard); `probe` — HTTP probes and smoke checks.

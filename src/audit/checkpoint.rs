@@ -33,6 +33,9 @@ use crate::store::AuditEntry;
 /// How every checkpoint line starts.
 pub const CHECKPOINT_PREFIX: &str = "deckhand-checkpoint v1";
 
+/// What marks a checkpoint line of any version in surrounding text.
+const MARK: &str = "deckhand-checkpoint ";
+
 /// A parsed or freshly signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -84,7 +87,7 @@ impl Checkpoint {
     /// When `text` holds no well-formed checkpoint line.
     pub fn parse(text: &str) -> Result<Checkpoint, CheckpointError> {
         let start = text
-            .find("deckhand-checkpoint ")
+            .find(MARK)
             .ok_or_else(|| malformed("it does not contain \"deckhand-checkpoint\""))?;
         let line = text[start..].lines().next().unwrap_or_default();
         let line =
@@ -281,7 +284,7 @@ impl fmt::Display for CheckpointProblem {
 /// # Errors
 /// When the file cannot be read or holds no well-formed checkpoint.
 pub fn read_checkpoint_argument(argument: &str) -> Result<Checkpoint, CheckpointError> {
-    if argument.contains("deckhand-checkpoint ") {
+    if argument.contains(MARK) {
         return Checkpoint::parse(argument);
     }
     let path = Path::new(argument);
@@ -292,7 +295,7 @@ pub fn read_checkpoint_argument(argument: &str) -> Result<Checkpoint, Checkpoint
     let newest = text
         .lines()
         .rev()
-        .find(|line| line.contains("deckhand-checkpoint "))
+        .find(|line| line.contains(MARK))
         .ok_or_else(|| CheckpointError::EmptyFile {
             path: path.display().to_string(),
         })?;

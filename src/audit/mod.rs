@@ -63,7 +63,7 @@ impl Trail {
     }
 }
 
-/// Why an audit entry or checkpoint could not be written.
+/// Why a checkpoint could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The store failed.
