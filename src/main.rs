@@ -89,7 +89,7 @@ enum AuditCommand {
         #[arg(long, value_name = "RFC3339|DURATION")]
         since: Option<String>,
     },
-    /// Sign the chain head now: print the checkpoint line, post it to the audit channels and append it to checkpoint_file.
+    /// Sign the chain head now: print the checkpoint line and append it to checkpoint_file (serve posts its own to the audit channels).
     Checkpoint(ConfigArg),
     /// Print a new chain key and checkpoint key (for the environment) and the checkpoint public key (for config).
     Keygen,
