@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 
+use crate::audit::{KeyError, Trail};
 use crate::catalog::Catalog;
 use crate::chat::Outbox;
 use crate::config::Config;
@@ -36,6 +37,8 @@ pub struct App {
     pub hosts: Hosts,
     /// Counters for `/health/metrics`.
     pub metrics: Metrics,
+    /// The audit keys and pending refusal summaries.
+    pub audit: Trail,
     /// This process among those sharing the store: the owner name of the
     /// operations it runs (`host:pid:random`).
     pub instance: String,
@@ -52,12 +55,13 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store (running migrations) and builds the app. Background
-    /// work starts with `flow::start_background`.
+    /// Reads the audit keys, opens the store (running migrations) and
+    /// builds the app. Background work starts with `flow::start_background`.
     ///
     /// # Errors
-    /// When the store cannot be opened.
-    pub async fn open(config: Config, catalog: Catalog) -> Result<Arc<App>, StoreError> {
+    /// When an audit key is unusable or the store cannot be opened.
+    pub async fn open(config: Config, catalog: Catalog) -> Result<Arc<App>, OpenError> {
+        let audit = Trail::from_env(&config.audit)?;
         let store = Store::open(&config.store_url).await?;
         let hosts = Hosts::new(&config);
         let (shutdown, _) = watch::channel(false);
@@ -69,6 +73,7 @@ impl App {
             outbox: Outbox::default(),
             hosts,
             metrics: Metrics::default(),
+            audit,
             instance: instance_name(),
             wake: Notify::new(),
             freed: Notify::new(),
@@ -242,6 +247,17 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|text| (*text).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Why the app could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// An audit key is set but unusable.
+    #[error(transparent)]
+    AuditKey(#[from] KeyError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Default)]

@@ -29,7 +29,7 @@ pub struct Change<'a> {
     app: &'a App,
     tx: Tx,
     now: DateTime<Utc>,
-    audited: Vec<AuditEntry>,
+    audited: Vec<(AuditEntry, bool)>,
     touched: Vec<i64>,
 }
 
@@ -101,8 +101,9 @@ impl<'a> Change<'a> {
         event: AuditEvent,
     ) -> Result<(), StoreError> {
         let entry = audit::entry_of(context, &event, self.now);
-        let stored = self.tx.append_audit(&entry, audit::chain_hash).await?;
-        self.audited.push(stored);
+        let seal = audit::seal(&self.app.audit.keys);
+        let stored = self.tx.append_audit(&entry, &seal).await?;
+        self.audited.push((stored, audit::is_summarized(&event)));
         Ok(())
     }
 
@@ -133,8 +134,16 @@ impl<'a> Change<'a> {
             ..
         } = self;
         tx.commit().await?;
-        for stored in &audited {
-            announce(app, stored);
+        for (stored, summarized) in &audited {
+            announce(app, stored, *summarized);
+        }
+        // Every finished operation is witnessed outside the store.
+        if audited
+            .iter()
+            .any(|(stored, _)| stored.entry.event == "finished")
+            && let Err(error) = audit::publish_checkpoint(app).await
+        {
+            tracing::warn!(error = %error, "cannot publish an audit checkpoint");
         }
         for op_id in touched {
             publish(app, op_id).await;
@@ -170,8 +179,9 @@ pub async fn record(
 }
 
 /// After the commit: the log line, the metric and the audit-channel posts
-/// of one entry. Audit entries never hold secrets.
-fn announce(app: &App, stored: &AuditEntry) {
+/// of one entry (or its place in the periodic summary, for refusals of
+/// people with no role). Audit entries never hold secrets.
+fn announce(app: &App, stored: &AuditEntry, summarized: bool) {
     let entry = &stored.entry;
     tracing::info!(
         op_id = entry.op_id,
@@ -186,6 +196,10 @@ fn announce(app: &App, stored: &AuditEntry) {
     app.metrics
         .count("deckhand_audit_events_total", ("event", &entry.event));
     if let Some(environment) = app.config.environment(&entry.env) {
+        if summarized && !environment.audit_channels.is_empty() {
+            app.audit.refusals.add(&entry.env, &entry.actor, entry.at);
+            return;
+        }
         for (platform, channel) in &environment.audit_channels {
             app.outbox.send(Outbound::Audit {
                 platform: *platform,

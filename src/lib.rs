@@ -16,7 +16,8 @@
 //!   its audit entry (in the same transaction as the change), its message
 //!   and its metrics; `plan` and `message` are what it shows.
 //! - `store` — operations, approvals, releases, locks, dedupe and the
-//!   hash-chained `audit` log, through sqlx (SQLite or PostgreSQL).
+//!   `audit` log (keyed chain, signed checkpoints), through sqlx (SQLite or
+//!   PostgreSQL).
 //!
 //! - `docker` — the Docker Engine layer through bollard (the only module
 //!   naming bollard); `probe` — HTTP probes and smoke checks.

@@ -2,7 +2,7 @@
 //! place `anyhow` appears; errors are printed once, here, and mapped to an
 //! exit code.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -70,8 +70,38 @@ enum AuditCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
-    /// Walk the hash chain; exit 1 naming the first entry altered, deleted or reordered.
-    Verify(ConfigArg),
+    /// Check every MAC, the chain and a checkpoint; exit 1 naming what was altered, re-chained, deleted or reordered.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The newest checkpoint: a file of published checkpoint lines (its newest counts), or one pasted line.
+        #[arg(long, value_name = "FILE|LINE")]
+        checkpoint: Option<String>,
+    },
+    /// Print entries as JSON lines for a SIEM: seq, fields, prev MAC, MAC and key id.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only entries at or after this RFC 3339 time, or this long ago (24h, 7d).
+        #[arg(long, value_name = "RFC3339|DURATION")]
+        since: Option<String>,
+    },
+    /// Sign the chain head now: print the checkpoint line and append it to checkpoint_file (serve posts its own to the audit channels).
+    Checkpoint(ConfigArg),
+    /// Print a new chain key and checkpoint key (for the environment) and the checkpoint public key (for config).
+    Keygen,
+    /// Print the public key of the checkpoint key in the environment, for [audit] checkpoint_public_keys.
+    Pubkey(ConfigArg),
+}
+
+/// Formats of `deckhand audit export`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,7 +156,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             AuditCommand::List { config, env, limit } => {
                 audit_list(&config.config, env.as_deref(), limit).await
             }
-            AuditCommand::Verify(arg) => audit_verify(&arg.config).await,
+            AuditCommand::Verify { config, checkpoint } => {
+                audit_verify(&config.config, checkpoint.as_deref()).await
+            }
+            AuditCommand::Export {
+                config,
+                format: ExportFormat::Jsonl,
+                since,
+            } => audit_export(&config.config, since.as_deref()).await,
+            AuditCommand::Checkpoint(arg) => audit_checkpoint(&arg.config).await,
+            AuditCommand::Keygen => Ok(audit_keygen()),
+            AuditCommand::Pubkey(arg) => audit_pubkey(&arg.config),
         },
     }
 }
@@ -145,6 +185,20 @@ fn load_or_report(path: &Path) -> anyhow::Result<(Config, Catalog)> {
 fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok((config, catalog)) => {
+            // Key problems and warnings concern the environment, not the
+            // files, so they go to stderr beside the verdict on the files.
+            match audit::Keys::from_env(&config.audit) {
+                Ok(keys) => {
+                    for warning in keys.warnings(&config.audit) {
+                        eprintln!("warning: {warning}");
+                    }
+                }
+                Err(error) => {
+                    println!("{error}");
+                    println!("1 problem(s) found");
+                    return ExitCode::FAILURE;
+                }
+            }
             println!(
                 "ok: {} commands, {} environments",
                 catalog.len(),
@@ -162,9 +216,10 @@ fn check(path: &Path) -> ExitCode {
 
 async fn open(path: &Path) -> anyhow::Result<Arc<App>> {
     let (config, catalog) = load_or_report(path)?;
+    // Both kinds of error say what failed (an audit key, the store).
     let app = App::open(config, catalog)
         .await
-        .context("opening the store")?;
+        .map_err(anyhow::Error::from)?;
     Ok(app)
 }
 
@@ -307,7 +362,14 @@ async fn audit_list(path: &Path, env: Option<&str>, limit: i64) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(path: &Path) -> anyhow::Result<ExitCode> {
+async fn audit_verify(path: &Path, checkpoint: Option<&str>) -> anyhow::Result<ExitCode> {
+    let checkpoint = match checkpoint.map(audit::read_checkpoint_argument).transpose() {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            println!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let app = open(path).await?;
     let (entries, head_seq, head_hash) = app
         .store
@@ -315,14 +377,97 @@ async fn audit_verify(path: &Path) -> anyhow::Result<ExitCode> {
         .await
         .context("reading the audit log")?;
     app.store.close().await;
-    match audit::verify_chain(&entries, head_seq, &head_hash) {
-        Ok(count) => {
-            println!("ok: {count} audit entries, hash chain intact");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(problem) => {
-            println!("{problem}");
-            Ok(ExitCode::FAILURE)
-        }
+    let trusted = audit::trusted_checkpoint_keys(&app.config.audit, &app.audit.keys);
+    let chain = audit::StoredChain {
+        entries: &entries,
+        head_seq,
+        head_hash: &head_hash,
+    };
+    let verification = audit::verify_trail(chain, &app.audit.keys, checkpoint.as_ref(), &trusted);
+    for line in &verification.lines {
+        println!("{line}");
     }
+    Ok(if verification.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn audit_export(path: &Path, since: Option<&str>) -> anyhow::Result<ExitCode> {
+    let since = match since.map(|text| audit::parse_since(text, chrono::Utc::now())) {
+        Some(Ok(since)) => Some(since),
+        Some(Err(error)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+        None => None,
+    };
+    let app = open(path).await?;
+    let entries = match since {
+        Some(since) => app.store.audit_entries_since(since).await,
+        None => app.store.audit_chain().await.map(|(entries, _, _)| entries),
+    }
+    .context("reading the audit log")?;
+    app.store.close().await;
+    let mut stdout = std::io::stdout().lock();
+    for entry in &entries {
+        writeln!(stdout, "{}", audit::to_jsonl_line(entry)).context("writing the export")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_checkpoint(path: &Path) -> anyhow::Result<ExitCode> {
+    let app = open(path).await?;
+    if app.audit.keys.checkpoint.is_none() {
+        app.store.close().await;
+        eprintln!(
+            "error: {} is not set, so there is nothing to sign checkpoints with (make a key with `deckhand audit keygen`)",
+            app.config.audit.checkpoint_key_env
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let published = audit::publish_checkpoint(&app).await;
+    app.store.close().await;
+    match published.context("publishing the checkpoint")? {
+        Some(checkpoint) => println!("{}", checkpoint.to_line()),
+        None => println!("the audit log is empty; there is no head to sign yet"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_keygen() -> ExitCode {
+    let (chain_key, seed) = audit::generate();
+    let public_key = match audit::CheckpointKey::from_seed_text("the new seed", &seed) {
+        Ok(key) => key.public_key_hex(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("# Keep these two in your secret store and give them to every Deckhand process.");
+    println!("DECKHAND_AUDIT_KEY={}", chain_key.expose());
+    println!("DECKHAND_CHECKPOINT_KEY={}", seed.expose());
+    println!("# Public: put this in config/deckhand.toml wherever `deckhand audit verify` runs.");
+    println!("# [audit]");
+    println!("# checkpoint_public_keys = [\"{public_key}\"]");
+    ExitCode::SUCCESS
+}
+
+fn audit_pubkey(path: &Path) -> anyhow::Result<ExitCode> {
+    let (config, _) = load_or_report(path)?;
+    let keys = audit::Keys::from_env(&config.audit)?;
+    let Some(key) = keys.checkpoint else {
+        eprintln!(
+            "error: {} is not set; make a key with `deckhand audit keygen`",
+            config.audit.checkpoint_key_env
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    println!("{}", key.public_key_hex());
+    eprintln!(
+        "key id {}: add it to [audit] checkpoint_public_keys",
+        key.id()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! every problem with its file and line before anything connects anywhere.
 //! Command files are the catalog's business, not this module's.
 
+mod audit;
 mod diagnose;
 mod pagerduty;
 mod raw;
@@ -17,6 +18,7 @@ use crate::duration::parse_duration;
 use crate::names::{EnvName, Platform, RoleName, ServiceName, UserName, is_plain_name};
 use crate::problem::{KeyPath, Problems, Source};
 
+pub use audit::AuditSettings;
 pub use diagnose::{DiagnoseSettings, MigrationStatus, Thresholds, TlsEndpoint};
 pub use pagerduty::{NoteSettings, PagerDutyService, PagerDutySettings};
 pub use raw::RawConfig;
@@ -56,6 +58,8 @@ pub struct Config {
     pub discord: Option<DiscordSettings>,
     /// PagerDuty webhooks and notes, if configured.
     pub pagerduty: Option<PagerDutySettings>,
+    /// The audit chain's key variables, checkpoints and refusal summaries.
+    pub audit: AuditSettings,
 }
 
 /// `[operations]`, validated: how a process owns the operations it runs.
@@ -464,6 +468,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         pagerduty::check_pagerduty(source, pagerduty, &environments, &env_names, &mut problems)
     });
     let commands_dir = normalize(&base_dir.join(raw.commands.as_deref().unwrap_or("../commands")));
+    let audit = audit::check_audit(source, &raw.audit, &base_dir, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -490,6 +495,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         slack,
         discord,
         pagerduty,
+        audit,
     })
 }
 

@@ -44,6 +44,34 @@ pub struct RawConfig {
     pub discord: Option<RawDiscord>,
     /// PagerDuty webhooks and incident notes, when Deckhand answers incidents.
     pub pagerduty: Option<RawPagerDuty>,
+    /// The audit chain's keys, checkpoints and refusal summaries.
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// `[audit]`. Keys are named by environment variable, never written here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Variable holding the chain's HMAC key; default `DECKHAND_AUDIT_KEY`.
+    pub key_env: Option<String>,
+    /// Variable holding earlier chain keys, for verifying entries made before
+    /// a rotation; default `DECKHAND_AUDIT_KEY_PREVIOUS`.
+    pub previous_keys_env: Option<String>,
+    /// Variable holding the Ed25519 seed that signs checkpoints; default
+    /// `DECKHAND_CHECKPOINT_KEY`.
+    pub checkpoint_key_env: Option<String>,
+    /// Public keys (64 hex digits) whose checkpoints `audit verify` trusts.
+    #[serde(default)]
+    pub checkpoint_public_keys: Vec<String>,
+    /// A file every checkpoint is appended to, relative to this file.
+    pub checkpoint_file: Option<String>,
+    /// How often a checkpoint is published besides after each operation;
+    /// default and most `1h`.
+    pub checkpoint_every: Option<String>,
+    /// How long refusals of people with no role are gathered into one line
+    /// of the audit channel; default `1m`.
+    pub refusal_summary_every: Option<String>,
 }
 
 /// `[pagerduty]`.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::audit::{AuditContext, AuditEvent};
+use crate::audit::{self, AuditContext, AuditEvent};
 use crate::events::{self, Change};
 use crate::exec;
 use crate::names::{DECKHAND_ACTOR, Platform};
@@ -32,6 +32,14 @@ const PRUNE: Duration = Duration::from_secs(3600);
 /// lapsed are taken over), then the loop until shutdown.
 pub async fn start_background(app: &Arc<App>) {
     sweep_once(app).await;
+    tokio::spawn(audit::run_checkpoints(
+        Arc::clone(app),
+        app.shutdown_signal(),
+    ));
+    tokio::spawn(audit::run_refusal_summaries(
+        Arc::clone(app),
+        app.shutdown_signal(),
+    ));
     if let Some(feed) = open_feed(app).await {
         let listener = Arc::clone(app);
         let mut shutdown = app.shutdown_signal();

@@ -256,6 +256,10 @@ async fn audit_refusal(
             &context_of_sender(sender, &refused.command, &refused.env, 0),
             AuditEvent::Refused {
                 reason: refused.message.clone(),
+                requester_has_role: sender
+                    .user
+                    .as_ref()
+                    .is_some_and(|user| !user.roles.is_empty()),
             },
         )
         .await?;

@@ -1,7 +1,8 @@
 //! The audit log's rows. Appending takes the chain head in the same
 //! transaction as the insert (a row lock on PostgreSQL, the write lock on
 //! SQLite), so entries from several replicas still form one chain. What the
-//! chain means, and checking it, is `audit`'s job.
+//! chain means (how an entry's MAC is made, with which key) and checking it
+//! is `audit`'s job; this module only stores what `audit` computed.
 
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
@@ -34,6 +35,17 @@ pub struct NewAuditEntry {
     pub detail: String,
 }
 
+/// An entry's MAC as `audit` computed it, with how it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMac {
+    /// `hmac-sha256` (keyed) or `sha256` (the unkeyed chain).
+    pub mac_alg: String,
+    /// The HMAC key's id; empty when unkeyed.
+    pub key_id: String,
+    /// The MAC, lowercase hex.
+    pub mac: String,
+}
+
 /// A stored entry with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -41,15 +53,28 @@ pub struct AuditEntry {
     pub seq: i64,
     /// The entry's contents.
     pub entry: NewAuditEntry,
-    /// The previous entry's hash (`genesis` for the first).
+    /// The previous entry's MAC (`genesis` for the first).
     pub prev_hash: String,
-    /// This entry's hash.
+    /// This entry's MAC (HMAC-SHA256 when keyed, SHA-256 otherwise).
+    pub hash: String,
+    /// `hmac-sha256` or `sha256`.
+    pub mac_alg: String,
+    /// The HMAC key's id; empty when unkeyed.
+    pub key_id: String,
+}
+
+/// The newest entry as `audit_head` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// Its position; 0 when the log is empty.
+    pub seq: i64,
+    /// Its MAC; `genesis` when the log is empty.
     pub hash: String,
 }
 
 macro_rules! audit_columns {
     () => {
-        "seq, at, actor, platform, channel, command, env, op_id, event, outcome, detail, prev_hash, hash"
+        "seq, at, actor, platform, channel, command, env, op_id, event, outcome, detail, prev_hash, hash, mac_alg, key_id"
     };
 }
 
@@ -71,17 +96,24 @@ fn read_entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         },
         prev_hash: column(row, "prev_hash")?,
         hash: column(row, "hash")?,
+        mac_alg: column(row, "mac_alg")?,
+        key_id: column(row, "key_id")?,
     })
 }
+
+/// How an entry's MAC is computed from the previous MAC and the entry.
+pub type ChainMac<'k> = dyn Fn(&str, &NewAuditEntry) -> EntryMac + Send + Sync + 'k;
 
 /// Appends an entry: bumps the chain head (the row lock on PostgreSQL, the
 /// write lock on SQLite, held until the caller's transaction commits, so
 /// entries from several replicas still form one chain), inserts the entry
-/// chained to the previous one, and moves the head.
+/// chained to the previous one, and moves the head. A process without the
+/// chain key cannot append after keyed entries: that would break the chain
+/// for everyone, so it fails (closed) instead.
 pub(super) async fn append(
     connection: &mut AnyConnection,
     entry: &NewAuditEntry,
-    chain_hash: fn(&str, &NewAuditEntry) -> String,
+    chain_mac: &ChainMac<'_>,
 ) -> Result<AuditEntry, StoreError> {
     let head = sqlx::query(
         "UPDATE audit_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq, last_hash",
@@ -91,11 +123,26 @@ pub(super) async fn append(
     .map_err(query_error("reading the audit chain head"))?;
     let seq: i64 = column(&head, "last_seq")?;
     let prev_hash: String = column(&head, "last_hash")?;
-    let hash = chain_hash(&prev_hash, entry);
+    let EntryMac {
+        mac_alg,
+        key_id,
+        mac: hash,
+    } = chain_mac(&prev_hash, entry);
+    if key_id.is_empty() {
+        let previous_key: Option<String> =
+            sqlx::query_scalar("SELECT key_id FROM audit_log WHERE seq = $1")
+                .bind(seq - 1)
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(query_error("reading the audit chain head"))?;
+        if previous_key.is_some_and(|key_id| !key_id.is_empty()) {
+            return Err(StoreError::AuditKeyMissing);
+        }
+    }
     sqlx::query(concat!(
         "INSERT INTO audit_log (",
         audit_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(seq)
     .bind(to_text(entry.at))
@@ -110,6 +157,8 @@ pub(super) async fn append(
     .bind(&entry.detail)
     .bind(&prev_hash)
     .bind(&hash)
+    .bind(&mac_alg)
+    .bind(&key_id)
     .execute(&mut *connection)
     .await
     .map_err(query_error("appending an audit entry"))?;
@@ -123,23 +172,27 @@ pub(super) async fn append(
         entry: entry.clone(),
         prev_hash,
         hash,
+        mac_alg,
+        key_id,
     })
 }
 
 impl Store {
-    /// Appends an entry to the chain in a transaction of its own;
-    /// `chain_hash` computes its hash from the previous hash and its
-    /// contents. Changes to operations append inside their own `Tx`.
+    /// Appends an entry in a transaction of its own; `chain_mac` computes
+    /// its MAC from the previous entry's MAC and its contents (`audit`
+    /// passes a closure holding the key). Changes to operations append
+    /// inside their own `Tx`.
     ///
     /// # Errors
-    /// When the store cannot be reached.
+    /// When the store cannot be reached, or when the chain is keyed and
+    /// `chain_mac` is not.
     pub async fn append_audit(
         &self,
         entry: &NewAuditEntry,
-        chain_hash: fn(&str, &NewAuditEntry) -> String,
+        chain_mac: &ChainMac<'_>,
     ) -> Result<AuditEntry, StoreError> {
         let mut transaction = self.begin().await?;
-        let stored = transaction.append_audit(entry, chain_hash).await?;
+        let stored = transaction.append_audit(entry, chain_mac).await?;
         transaction.commit().await?;
         Ok(stored)
     }
@@ -174,28 +227,66 @@ impl Store {
         rows.iter().map(read_entry).collect()
     }
 
-    /// Every entry in chain order, and the chain head (last seq and hash).
+    /// Entries made at or after `since`, in chain order.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    pub async fn audit_chain(&self) -> Result<(Vec<AuditEntry>, i64, String), StoreError> {
+    pub async fn audit_entries_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_log ORDER BY seq"
+            " FROM audit_log WHERE at >= $1 ORDER BY seq"
         ))
+        .bind(to_text(since))
         .fetch_all(&self.pool)
         .await
         .map_err(query_error("reading the audit log"))?;
-        let entries = rows.iter().map(read_entry).collect::<Result<Vec<_>, _>>()?;
+        rows.iter().map(read_entry).collect()
+    }
+
+    /// The chain head: the newest entry's seq and MAC.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn audit_head(&self) -> Result<AuditHead, StoreError> {
         let head = sqlx::query("SELECT last_seq, last_hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(query_error("reading the audit chain head"))?;
-        Ok((
-            entries,
-            column(&head, "last_seq")?,
-            column(&head, "last_hash")?,
-        ))
+        Ok(AuditHead {
+            seq: column(&head, "last_seq")?,
+            hash: column(&head, "last_hash")?,
+        })
+    }
+
+    /// Every entry in chain order, and the chain head (last seq and hash).
+    /// An append that commits between reading the entries and the head
+    /// would make the head look ahead of the log, so that case is read
+    /// again (a few times) before it is returned as it is.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn audit_chain(&self) -> Result<(Vec<AuditEntry>, i64, String), StoreError> {
+        let mut attempts_left = 3;
+        loop {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log ORDER BY seq"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("reading the audit log"))?;
+            let entries = rows.iter().map(read_entry).collect::<Result<Vec<_>, _>>()?;
+            let head = self.audit_head().await?;
+            let last_seq = entries.last().map_or(0, |stored| stored.seq);
+            attempts_left -= 1;
+            if head.seq <= last_seq || attempts_left == 0 {
+                return Ok((entries, head.seq, head.hash));
+            }
+        }
     }
 }

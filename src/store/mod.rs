@@ -25,7 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
-pub use audit_log::{AuditEntry, NewAuditEntry};
+pub use audit_log::{AuditEntry, AuditHead, ChainMac, EntryMac, NewAuditEntry};
 pub use deliveries::DeliveryClaim;
 pub use incidents::IncidentRecord;
 pub use intents::StepIntent;
@@ -70,6 +70,12 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The audit chain is keyed and this process has no key: appending
+    /// unkeyed would break the chain, so nothing is written.
+    #[error(
+        "the audit trail is keyed but this process has no audit key (DECKHAND_AUDIT_KEY), so it cannot write to it"
+    )]
+    AuditKeyMissing,
     /// A stored value could not be read back.
     #[error("stored {what} is unreadable: \"{value}\"")]
     Corrupt {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 
 use super::{
-    AuditEntry, IncidentRecord, Lease, LockOutcome, NewAuditEntry, NewOperation, OperationRecord,
+    AuditEntry, ChainMac, IncidentRecord, Lease, LockOutcome, NewAuditEntry, NewOperation, OperationRecord,
     Store, StoreError, audit_log, deliveries, incidents, locks, notify, operations, query_error,
 };
 use crate::names::{Platform, UserName};
@@ -216,9 +216,9 @@ impl Tx {
     pub async fn append_audit(
         &mut self,
         entry: &NewAuditEntry,
-        chain_hash: fn(&str, &NewAuditEntry) -> String,
+        chain_mac: &ChainMac<'_>,
     ) -> Result<AuditEntry, StoreError> {
-        audit_log::append(&mut self.transaction, entry, chain_hash).await
+        audit_log::append(&mut self.transaction, entry, chain_mac).await
     }
 
     /// Marks a delivery handled, with this transaction's effect.

@@ -54,22 +54,38 @@ impl Workspace {
 
     /// Runs `deckhand ARGS --config <this config>`, feeding `stdin`.
     pub fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        self.run_with_env(args, stdin, &[])
+    }
+
+    /// Runs like `run` with these environment variables set. The audit key
+    /// variables of the test's own environment are never passed on, so a
+    /// developer's shell cannot change what a test sees.
+    pub fn run_with_env(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+        command
             .args(args)
             .arg("--config")
             .arg(self.config_path())
             .env_remove("DECKHAND_CONFIG")
             .env_remove("DECKHAND_USER")
             .env_remove("RUST_LOG")
+            .env_remove("DECKHAND_AUDIT_KEY")
+            .env_remove("DECKHAND_AUDIT_KEY_PREVIOUS")
+            .env_remove("DECKHAND_CHECKPOINT_KEY")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("deckhand starts");
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("deckhand starts");
         let mut input = child.stdin.take().expect("stdin is piped");
         input.write_all(stdin.as_bytes()).expect("write stdin");
         drop(input);
         child.wait_with_output().expect("deckhand runs")
+    }
+
+    /// The folder holding `config/` and the store.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Opens the app in-process against this workspace.

@@ -1,19 +1,84 @@
 //! The audit trail. Each state transition is one `AuditEvent`; `entry_of`
 //! makes its entry, which `events` writes in the same transaction as the
-//! transition (hash-chained, in the store) and then posts to the
-//! environment's audit channels and logs. `verify_chain` walks the
-//! chain and names the first entry that was altered, deleted or reordered.
+//! transition (chained with a keyed MAC, `seal`) and then posts to the
+//! environment's audit channels and logs.
 //! Audit entries never hold secrets: events carry only names, states and
 //! short reasons.
+//!
+//! The parts: `keys` reads the chain key and the checkpoint key from the
+//! environment; `chain` is the chain rule and its verifier; `checkpoint`
+//! signs and publishes the chain head outside the store; `verify` turns
+//! both into what `deckhand audit verify` says; `export` is the JSONL
+//! contract for SIEMs; `refusals` gathers refusals of people with no role
+//! into one audit-channel line per environment and window.
 
-use std::fmt;
+mod chain;
+mod checkpoint;
+mod export;
+mod keys;
+mod refusals;
+mod verify;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
+use crate::app::App;
+use crate::config::AuditSettings;
 use crate::names::Platform;
 use crate::policy::OpState;
-use crate::store::{AuditEntry, NewAuditEntry};
+use crate::store::{AuditEntry, NewAuditEntry, StoreError};
+
+pub use chain::{
+    ChainProblem, ChainReport, GENESIS, KEYED, UNKEYED, UnkeyedReason, chain_hash, keyed_mac, seal,
+    verify_chain,
+};
+pub use checkpoint::{
+    CHECKPOINT_PREFIX, Checkpoint, CheckpointError, CheckpointProblem, publish_checkpoint,
+    read_checkpoint_argument, run_checkpoints,
+};
+pub use export::{ExportError, ExportedEntry, from_jsonl_line, parse_since, to_jsonl_line};
+pub use keys::{CheckpointKey, KeyError, Keys, MIN_KEY_LEN, MacKey, generate, key_id};
+pub use refusals::{RefusalDigest, post_summaries, run_refusal_summaries};
+pub use verify::{StoredChain, Verification, trusted_checkpoint_keys, verify_trail};
+
+/// The audit trail's long-lived state: the keys this process holds and the
+/// refusal summaries being gathered. Lives in `App`.
+#[derive(Debug)]
+pub struct Trail {
+    /// Chain and checkpoint keys.
+    pub keys: Keys,
+    /// Refusals of people with no role, waiting for their summary line.
+    pub refusals: RefusalDigest,
+}
+
+impl Trail {
+    /// Reads the keys `settings` names from the environment.
+    ///
+    /// # Errors
+    /// When a key is set but unusable (too short, not a seed).
+    pub fn from_env(settings: &AuditSettings) -> Result<Trail, KeyError> {
+        Ok(Trail {
+            keys: Keys::from_env(settings)?,
+            refusals: RefusalDigest::default(),
+        })
+    }
+}
+
+/// Why a checkpoint could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The checkpoint file could not be appended to.
+    #[error("cannot append the audit checkpoint to {path}")]
+    CheckpointFile {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +87,9 @@ pub enum AuditEvent {
     Refused {
         /// Why, as the requester read it.
         reason: String,
+        /// Whether the requester holds any role. Refusals of people with
+        /// none reach the audit channel only as a periodic summary.
+        requester_has_role: bool,
     },
     /// A dry run showed its plan.
     DryRun,
@@ -138,7 +206,7 @@ impl AuditEvent {
 
     fn outcome_and_detail(&self) -> (String, String) {
         match self {
-            AuditEvent::Refused { reason } => ("refused".into(), first_line(reason)),
+            AuditEvent::Refused { reason, .. } => ("refused".into(), first_line(reason)),
             AuditEvent::DryRun => ("no change".into(), String::new()),
             AuditEvent::Requested {
                 approvals_needed: 0,
@@ -213,8 +281,8 @@ pub struct AuditContext {
 }
 
 /// The entry an event makes: who, where and on what it happened, its
-/// outcome and a short detail. Writing it (inside the change it records)
-/// and announcing it are `events`' job.
+/// outcome and a short detail. Writing it (inside the change it records,
+/// MAC-chained with `seal`) and announcing it are `events`' job.
 pub fn entry_of(context: &AuditContext, event: &AuditEvent, now: DateTime<Utc>) -> NewAuditEntry {
     let (outcome, detail) = event.outcome_and_detail();
     NewAuditEntry {
@@ -229,6 +297,33 @@ pub fn entry_of(context: &AuditContext, event: &AuditEvent, now: DateTime<Utc>) 
         outcome,
         detail,
     }
+}
+
+/// Whether an event reaches the audit channel only in the periodic
+/// summary: a refusal of someone with no role (strangers must not be able
+/// to flood the channel; each refusal is still its own stored entry).
+pub fn is_summarized(event: &AuditEvent) -> bool {
+    matches!(
+        event,
+        AuditEvent::Refused {
+            requester_has_role: false,
+            ..
+        }
+    )
+}
+
+/// Every audit channel of every environment, each once.
+fn audit_channels(app: &App) -> std::collections::BTreeSet<(Platform, String)> {
+    app.config
+        .environments
+        .values()
+        .flat_map(|environment| {
+            environment
+                .audit_channels
+                .iter()
+                .map(|(platform, channel)| (*platform, channel.clone()))
+        })
+        .collect()
 }
 
 /// One entry as a line, for audit channels and `deckhand audit list`.
@@ -256,120 +351,4 @@ pub fn format_entry(stored: &AuditEntry) -> String {
     }
     line.push_str(&format!(" [{} {}]", entry.platform, entry.channel));
     line
-}
-
-/// The chain rule: an entry's hash covers the previous hash and every field
-/// of the entry, each separated so that no two entries hash alike.
-pub fn chain_hash(prev_hash: &str, entry: &NewAuditEntry) -> String {
-    let mut hasher = Sha256::new();
-    let fields = [
-        prev_hash.to_string(),
-        crate::store::to_text(entry.at),
-        entry.actor.clone(),
-        entry.platform.clone(),
-        entry.channel.clone(),
-        entry.command.clone(),
-        entry.env.clone(),
-        entry.op_id.to_string(),
-        entry.event.clone(),
-        entry.outcome.clone(),
-        entry.detail.clone(),
-    ];
-    for field in fields {
-        hasher.update((field.len() as u64).to_be_bytes());
-        hasher.update(field.as_bytes());
-    }
-    hex::encode(hasher.finalize())
-}
-
-/// What is wrong with the chain, naming the first bad entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainProblem {
-    /// An entry's contents do not match its hash.
-    Altered {
-        /// The entry.
-        seq: i64,
-    },
-    /// An entry is gone.
-    Deleted {
-        /// The missing entry.
-        seq: i64,
-        /// The entry found in its place, or `None` when the newest is gone.
-        found: Option<i64>,
-    },
-    /// An entry does not follow the one before it.
-    OutOfPlace {
-        /// The entry.
-        seq: i64,
-    },
-}
-
-impl fmt::Display for ChainProblem {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChainProblem::Altered { seq } => write!(
-                formatter,
-                "audit entry {seq} was altered: its contents do not match its hash"
-            ),
-            ChainProblem::Deleted {
-                seq,
-                found: Some(found),
-            } => write!(
-                formatter,
-                "audit entry {seq} was deleted: entry {found} follows entry {}",
-                seq - 1
-            ),
-            ChainProblem::Deleted { seq, found: None } => write!(
-                formatter,
-                "audit entry {seq} was deleted: the chain head records it but the log ends at entry {}",
-                seq - 1
-            ),
-            ChainProblem::OutOfPlace { seq } => write!(
-                formatter,
-                "audit entry {seq} is out of place: it does not follow entry {} (entries were reordered or rewritten)",
-                seq - 1
-            ),
-        }
-    }
-}
-
-/// Walks the chain in order; returns how many entries it checked.
-///
-/// # Errors
-/// The first entry that was altered, deleted or reordered.
-pub fn verify_chain(
-    entries: &[AuditEntry],
-    head_seq: i64,
-    head_hash: &str,
-) -> Result<usize, ChainProblem> {
-    let mut prev_hash = "genesis".to_string();
-    let mut expected_seq = 1;
-    for stored in entries {
-        if chain_hash(&stored.prev_hash, &stored.entry) != stored.hash {
-            return Err(ChainProblem::Altered { seq: stored.seq });
-        }
-        if stored.seq != expected_seq {
-            return Err(ChainProblem::Deleted {
-                seq: expected_seq,
-                found: Some(stored.seq),
-            });
-        }
-        if stored.prev_hash != prev_hash {
-            return Err(ChainProblem::OutOfPlace { seq: stored.seq });
-        }
-        prev_hash = stored.hash.clone();
-        expected_seq += 1;
-    }
-    if head_seq >= expected_seq {
-        return Err(ChainProblem::Deleted {
-            seq: expected_seq,
-            found: None,
-        });
-    }
-    if head_hash != prev_hash {
-        return Err(ChainProblem::Altered {
-            seq: expected_seq - 1,
-        });
-    }
-    Ok(entries.len())
 }
