@@ -23,7 +23,9 @@ use super::request::record_alone;
 
 /// How often the loop looks for work when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
-/// How often expired leases, expired requests and lapsed holds are swept.
+/// How often orphans, expired requests and lapsed holds are swept (expired
+/// leases are looked for at every poll, so a takeover follows a lapse
+/// closely).
 const SWEEP: Duration = Duration::from_secs(1);
 /// How often old deliveries are forgotten.
 const PRUNE: Duration = Duration::from_secs(3600);
@@ -105,9 +107,9 @@ async fn run_loop(app: Arc<App>) {
             renewed = Instant::now();
         }
         events::publish_pending(&app).await;
+        take_over_expired(&app).await;
         start_owned_approved(&app).await;
         if swept.elapsed() >= SWEEP {
-            take_over_expired(&app).await;
             settle_own_orphans(&app).await;
             expire_due(&app).await;
             lapse_holds(&app).await;
@@ -167,7 +169,6 @@ async fn take_over_expired(app: &Arc<App>) {
             }
         }
     }
-    start_owned_approved(app).await;
 }
 
 /// Makes `seen` this process's, if it is still as it was seen.

@@ -3,70 +3,15 @@
 //! container): operations, approvals, locks, holds, releases, dedupe and
 //! the audit chain, driven through the request flow and the binary.
 
-use std::time::Duration;
-
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use chrono::Utc;
 use deckhand::chat::Answer;
 use deckhand::flow::{self, Sender};
 use deckhand::names::Platform;
 use deckhand::policy::OpState;
-use deckhand::store::{NewRelease, Store};
+use deckhand::store::NewRelease;
 
-use crate::support::docker::{TestDocker, eventually};
+use crate::support::docker::{TestDocker, start_postgres};
 use crate::support::workspace::{Workspace, console_request, stdout};
-
-/// A PostgreSQL 15 container for a test; returns its URL once it answers.
-pub(crate) async fn start_postgres(docker: &TestDocker) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let body = ContainerCreateBody {
-        image: Some("deckhand-demo/postgres:15".to_string()),
-        env: Some(vec![
-            "POSTGRES_USER=deckhand".to_string(),
-            "POSTGRES_PASSWORD=store-test".to_string(),
-            "POSTGRES_DB=deckhand".to_string(),
-        ]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(
-                [(
-                    "5432/tcp".to_string(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".to_string()),
-                        host_port: Some(port.to_string()),
-                    }]),
-                )]
-                .into_iter()
-                .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    docker.run(&docker.unique("store-postgres"), body).await;
-    let url = format!("postgres://deckhand:store-test@127.0.0.1:{port}/deckhand");
-    eventually(
-        "PostgreSQL to accept connections",
-        Duration::from_secs(120),
-        || {
-            let url = url.clone();
-            async move {
-                match Store::open(&url).await {
-                    Ok(store) => {
-                        store.close().await;
-                        Some(())
-                    }
-                    Err(_) => None,
-                }
-            }
-        },
-    )
-    .await;
-    url
-}
 
 #[tokio::test]
 async fn the_store_works_the_same_on_postgresql() {

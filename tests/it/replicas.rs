@@ -16,12 +16,11 @@ use deckhand::app::App;
 use deckhand::policy::OpState;
 use deckhand::store::OperationRecord;
 
-use crate::postgres_store::start_postgres;
 use crate::slack::{
     ALICE, BOB, CHANNEL, FORM, Mode, SIGNING_SECRET, click_payload, op_id_of, slack_config,
 };
 use crate::support::demo::DemoEnv;
-use crate::support::docker::{TestDocker, eventually};
+use crate::support::docker::{TestDocker, eventually, start_postgres};
 use crate::support::slack_peer::{SLACK_BOT_TOKEN, SlackPeer, signed_post};
 use crate::support::workspace::{CommandsCopy, repo_root, stdout};
 use crate::support::{now_unix, random_hex};

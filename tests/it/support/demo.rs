@@ -158,6 +158,26 @@ impl DemoEnv {
             }
             edit(text)
         });
+        // A started nginx may still be making its first certificate; tests
+        // begin once every stack's proxy answers (it starts serving only
+        // after its entrypoint made the certificate).
+        for mapping in &ports {
+            let url = format!("http://127.0.0.1:{}/health", mapping[&18080]);
+            super::docker::eventually(
+                "the demo's nginx to answer",
+                std::time::Duration::from_secs(120),
+                || {
+                    let url = url.clone();
+                    async move {
+                        deckhand::probe::probe(&url, std::time::Duration::from_secs(5))
+                            .await
+                            .is_success()
+                            .then_some(())
+                    }
+                },
+            )
+            .await;
+        }
         DemoEnv {
             workspace,
             stacks,

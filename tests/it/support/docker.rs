@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
@@ -21,6 +21,7 @@ use bollard::query_parameters::{
 };
 use deckhand::docker::images::{ImageSet, ensure_images};
 use deckhand::docker::{DockerHost, HostSpec};
+use deckhand::store::Store;
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
@@ -406,4 +407,56 @@ async fn sweep(raw: &Docker, selector: &str, older_than: Option<Duration>) {
                 .await;
         }
     }
+}
+
+/// A PostgreSQL 15 container for a test; returns its URL once it answers.
+pub async fn start_postgres(docker: &TestDocker) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let body = ContainerCreateBody {
+        image: Some("deckhand-demo/postgres:15".to_string()),
+        env: Some(vec![
+            "POSTGRES_USER=deckhand".to_string(),
+            "POSTGRES_PASSWORD=store-test".to_string(),
+            "POSTGRES_DB=deckhand".to_string(),
+        ]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(
+                [(
+                    "5432/tcp".to_string(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".to_string()),
+                        host_port: Some(port.to_string()),
+                    }]),
+                )]
+                .into_iter()
+                .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker.run(&docker.unique("store-postgres"), body).await;
+    let url = format!("postgres://deckhand:store-test@127.0.0.1:{port}/deckhand");
+    eventually(
+        "PostgreSQL to accept connections",
+        Duration::from_secs(120),
+        || {
+            let url = url.clone();
+            async move {
+                match Store::open(&url).await {
+                    Ok(store) => {
+                        store.close().await;
+                        Some(())
+                    }
+                    Err(_) => None,
+                }
+            }
+        },
+    )
+    .await;
+    url
 }
