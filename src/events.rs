@@ -230,7 +230,12 @@ pub async fn publish(app: &App, op_id: i64) {
 /// its own operations changed by another replica, and those of owners whose
 /// lease lapsed.
 pub async fn publish_pending(app: &App) {
-    match app.store.unpublished(&app.instance, app.now()).await {
+    let platforms = app.outbox.platforms();
+    match app
+        .store
+        .unpublished(&app.instance, app.now(), &platforms)
+        .await
+    {
         Ok(pending) => {
             for (operation, _) in pending {
                 publish_record(app, operation).await;

@@ -301,6 +301,24 @@ impl Outbox {
             .unwrap_or(false)
     }
 
+    /// The platforms an adapter listens for.
+    pub fn platforms(&self) -> Vec<Platform> {
+        let mut platforms: Vec<Platform> = self
+            .subscribers
+            .lock()
+            .map(|subscribers| {
+                subscribers
+                    .iter()
+                    .filter(|(_, sender)| !sender.is_closed())
+                    .map(|(platform, _)| *platform)
+                    .collect()
+            })
+            .unwrap_or_default();
+        platforms.sort_by_key(|platform| platform.as_str());
+        platforms.dedup();
+        platforms
+    }
+
     /// Sends a message to its platform's adapters.
     pub fn send(&self, message: Outbound) {
         let platform = message.platform();

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::operations::read_operation;
 use super::{Lease, OperationRecord, Store, StoreError, column, query_error, to_text};
+use crate::names::Platform;
 
 /// An operation whose message is behind its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,10 +132,21 @@ impl Store {
         &self,
         owner: &str,
         now: DateTime<Utc>,
+        platforms: &[Platform],
     ) -> Result<Vec<(OperationRecord, i64)>, StoreError> {
+        if platforms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only platforms this process can post to: a change nobody here can
+        // show waits for a process that can.
+        let names: Vec<String> = platforms
+            .iter()
+            .map(|platform| format!("'{}'", platform.as_str()))
+            .collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM operations WHERE dirty = 1 AND (owner = $1 OR owner IS NULL OR lease_until IS NULL OR lease_until < $2) ORDER BY id LIMIT 200",
-            super::operations::COLUMNS
+            "SELECT {} FROM operations WHERE dirty = 1 AND platform IN ({}) AND (owner = $1 OR owner IS NULL OR lease_until IS NULL OR lease_until < $2) ORDER BY id LIMIT 200",
+            super::operations::COLUMNS,
+            names.join(", ")
         )))
         .bind(owner)
         .bind(to_text(now))

@@ -354,14 +354,21 @@ async fn repair_inserts(app: &App, table: &str) {
         .expect("the trigger is dropped");
 }
 
-#[tokio::test]
-async fn a_delivery_whose_handling_fails_is_handled_on_pagerdutys_retry() {
+/// Incidents on a staging whose Redis does not exist (the report fails its
+/// checks; these tests are about deliveries).
+async fn incidents_without_docker() -> (PagerDutyPeer, Incidents) {
     let peer = PagerDutyPeer::start().await;
     let incidents = Incidents::start(
         "[environments.staging]\nhost = \"local\"\n\n[environments.staging.services.redis]\ncontainer = \"deckhand-test-no-such-redis\"\nkind = \"redis\"\n",
         &peer,
     )
     .await;
+    (peer, incidents)
+}
+
+#[tokio::test]
+async fn a_delivery_whose_handling_fails_is_handled_on_pagerdutys_retry() {
+    let (_peer, incidents) = incidents_without_docker().await;
     let triggered = fixture_bytes("pagerduty/incident_triggered.json");
     let signature = pagerduty_signature(SECRET, &triggered);
     let webhook_id = "01FAILSONCE0000000000000000";
@@ -390,12 +397,7 @@ async fn a_delivery_whose_handling_fails_is_handled_on_pagerdutys_retry() {
 
 #[tokio::test]
 async fn a_store_outage_during_delivery_is_answered_500_and_the_retry_is_handled() {
-    let peer = PagerDutyPeer::start().await;
-    let incidents = Incidents::start(
-        "[environments.staging]\nhost = \"local\"\n\n[environments.staging.services.redis]\ncontainer = \"deckhand-test-no-such-redis\"\nkind = \"redis\"\n",
-        &peer,
-    )
-    .await;
+    let (_peer, incidents) = incidents_without_docker().await;
     let triggered = fixture_bytes("pagerduty/incident_triggered.json");
     let signature = pagerduty_signature(SECRET, &triggered);
     let webhook_id = "01STOREDOWN000000000000000";
