@@ -185,6 +185,8 @@ async fn accept(
         params_hash: action.params_hash(),
         plan: plan.to_json(),
         requester: requester.clone(),
+        requester_id: Some(sender.user_id.clone()),
+        requester_os: sender.os_user.clone(),
         platform: sender.platform,
         channel: sender.channel.clone(),
         state: if needs_approval {
@@ -269,7 +271,7 @@ async fn audit_refusal(
 
 fn context_of_sender(sender: &Sender, command: &str, env: &str, op_id: i64) -> AuditContext {
     AuditContext {
-        actor: sender.name(),
+        actor: sender.actor(),
         platform: sender.platform,
         channel: sender.channel.clone(),
         command: command.to_string(),
