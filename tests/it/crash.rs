@@ -60,6 +60,8 @@ pub async fn running_operation(app: &App, command_line: &str, plan: &Plan) -> Op
                 params_hash: "h".to_string(),
                 plan: plan.to_json(),
                 requester: "alice".to_string(),
+                requester_id: None,
+                requester_os: None,
                 platform: deckhand::names::Platform::Console,
                 channel: "console".to_string(),
                 state: OpState::Running,

@@ -572,6 +572,8 @@ async fn crashed_deploy(app: &deckhand::app::App) -> i64 {
                 params_hash: "h".to_string(),
                 plan: plan.to_json(),
                 requester: "alice".to_string(),
+                requester_id: None,
+                requester_os: None,
                 platform: deckhand::names::Platform::Console,
                 channel: "console".to_string(),
                 state: OpState::Running,
