@@ -40,6 +40,7 @@ pub(crate) const BOB: &str = "U0BOB0001";
 const CAROL: &str = "U0CAROL01";
 const DAVE: &str = "U0DAVE001";
 const ERIN: &str = "U0ERIN001";
+const FRANK: &str = "U0FRANK01";
 /// Not in config; holds `dba` through the user group `S0DBA00001`.
 const GRACE: &str = "U0GRACE01";
 const DBA_GROUP: &str = "S0DBA00001";
@@ -661,10 +662,21 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
     assert!(approved.text().contains("1 of 2"), "{}", approved.text());
     assert_eq!(harness.state_of(op_id).await, OpState::Pending);
 
-    // The second approval comes from a user group member config does not
-    // list: the group grants the role.
+    // A user group member config does not list holds the role through the
+    // group, but config cannot tell whether that account is carol's own:
+    // they may request, not approve.
     harness.check_mark(GRACE, &message.ts).await;
-    harness.wait_for_ephemeral(GRACE, "it starts now").await;
+    harness
+        .wait_for_ephemeral(
+            GRACE,
+            "✗ you hold your role only through a slack group and config does not list your slack account",
+        )
+        .await;
+    assert_eq!(harness.state_of(op_id).await, OpState::Pending);
+
+    // The second approval comes from someone config lists.
+    harness.check_mark(FRANK, &message.ts).await;
+    harness.wait_for_ephemeral(FRANK, "it starts now").await;
     let state = harness
         .wait_for_state(
             op_id,
@@ -677,7 +689,7 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
         )
         .await;
     assert_ne!(state, OpState::Pending);
-    let started = harness.wait_for_text(&message.ts, "@slack:U0GRACE01").await;
+    let started = harness.wait_for_text(&message.ts, "@frank").await;
     assert!(
         !started.latest()["blocks"]
             .to_string()
