@@ -15,7 +15,9 @@ mod request;
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::audit::{AuditContext, AuditEvent};
 use crate::chat::{Answer, Request};
+use crate::events;
 use crate::config::User;
 use crate::identity;
 use crate::names::Platform;
@@ -136,6 +138,30 @@ pub async fn handle_request_from(app: &Arc<App>, sender: &Sender, request: &Requ
     }
     match handled {
         Ok(answer) | Err(answer) => answer,
+    }
+}
+
+/// Refuses someone writing from a Slack workspace or Discord guild config
+/// does not serve: nothing happens but the audit entry, and the answer says
+/// so (and whether even the audit entry could not be written).
+pub async fn refuse_stranger(app: &App, sender: &Sender, reason: &str) -> Feedback {
+    let context = AuditContext {
+        actor: sender.actor(),
+        platform: sender.platform,
+        channel: sender.channel.clone(),
+        command: String::new(),
+        env: String::new(),
+        op_id: 0,
+    };
+    let event = AuditEvent::Refused {
+        reason: reason.to_string(),
+        requester_has_role: false,
+    };
+    match events::record(app, &context, event).await {
+        Ok(()) => Feedback::refused(reason),
+        Err(error) => Feedback::refused(format!(
+            "{reason} (this refusal could not be written to the audit trail: {error})"
+        )),
     }
 }
 
