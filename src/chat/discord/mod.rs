@@ -353,3 +353,27 @@ impl Interactions {
         groups.get(user_id).and_then(|seen| seen.guild_id.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_guild_roles_expire_after_role_ttl() {
+        let interactions = Interactions::default();
+        let seen = vec!["1174111938150531079".to_string()];
+        let guild = Some("1174110260428931074".to_string());
+        let ttl = Duration::from_secs(300);
+        assert_eq!(
+            interactions.groups_of("1", guild.clone(), Some(seen.clone()), ttl),
+            seen
+        );
+        assert_eq!(interactions.groups_of("1", None, None, ttl), seen);
+        assert_eq!(
+            interactions.groups_of("1", None, None, Duration::ZERO),
+            Vec::<String>::new(),
+            "roles seen longer ago than role_ttl are not believed"
+        );
+        assert_eq!(interactions.last_guild("1"), guild);
+    }
+}
