@@ -96,6 +96,19 @@ impl Harness {
         harness
     }
 
+    /// Starts like [`Harness::start`] with the finished config passed
+    /// through `edit`.
+    async fn start_edited(mode: Mode, edit: impl FnOnce(String) -> String) -> Harness {
+        let peer = SlackPeer::start().await;
+        let api_url = peer.api_url();
+        let workspace =
+            Workspace::with_config(move |text| edit(isolated_slack_config(text, mode, &api_url)));
+        let app = workspace.app().await;
+        let mut harness = Harness::connect(mode, peer, app).await;
+        harness._workspace = Some(workspace);
+        harness
+    }
+
     /// Starts like [`Harness::start`] with `extra` appended to the config.
     async fn start_extended(mode: Mode, extra: String) -> Harness {
         let peer = SlackPeer::start().await;
@@ -1357,4 +1370,130 @@ async fn a_pagerduty_incident_is_reported_in_its_slack_channel_with_a_header_tha
         1,
         "the header is edited in place, not posted again"
     );
+}
+
+/// grace, listed in config with her Slack account but holding `dba` only
+/// through the user group, whose memberships are believed for one second.
+fn with_listed_grace(text: String) -> String {
+    text.replace("usergroup_ttl = \"1m\"", "usergroup_ttl = \"1s\"")
+        .replace(
+            "[hosts.local]",
+            &format!("[[users]]\nname = \"grace\"\nslack = \"{GRACE}\"\n\n[hosts.local]"),
+        )
+}
+
+impl Harness {
+    /// Takes `user` out of the dba user group and waits until Deckhand's
+    /// cached membership lapses.
+    async fn leave_dba_group(&self, user: &str) {
+        self.peer.set_usergroup(DBA_GROUP, &[]);
+        crate::support::docker::eventually(
+            "the group membership to lapse",
+            DEADLINE,
+            || async {
+                self.app
+                    .directory
+                    .groups_of(deckhand::names::Platform::Slack, user)
+                    .await
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_approver_who_lost_the_role_no_longer_counts_and_is_told_so() {
+    let harness = Harness::start_edited(Mode::Http, with_listed_grace).await;
+    harness.command(CAROL, "/rollback-db staging").await;
+    let message = harness.operation_message(1).await;
+    let op_id = op_id_of(&message);
+    harness.wait_for_text(&message.ts, "awaiting approval").await;
+    harness.check_mark(GRACE, &message.ts).await;
+    harness
+        .wait_for_ephemeral(GRACE, &format!("you approved #{op_id} (1 of 2 approvals)"))
+        .await;
+
+    harness.leave_dba_group(GRACE).await;
+    harness.check_mark(DAVE, &message.ts).await;
+    harness
+        .wait_for_ephemeral(
+            DAVE,
+            &format!("you approved #{op_id} (1 of 2 approvals); grace's approval no longer counts: grace no longer holds an approver role"),
+        )
+        .await;
+    assert_eq!(harness.state_of(op_id).await, OpState::Pending);
+}
+
+#[tokio::test]
+async fn a_requester_who_lost_the_role_gets_the_operation_cancelled_when_it_starts() {
+    let harness = Harness::start_edited(Mode::Http, with_listed_grace).await;
+    harness.command(GRACE, "/rollback-db staging").await;
+    let message = harness.operation_message(1).await;
+    let op_id = op_id_of(&message);
+    harness.wait_for_text(&message.ts, "awaiting approval").await;
+    harness.check_mark(DAVE, &message.ts).await;
+    harness.wait_for_ephemeral(DAVE, "you approved").await;
+
+    harness.leave_dba_group(GRACE).await;
+    harness.check_mark(FRANK, &message.ts).await;
+    harness.wait_for_ephemeral(FRANK, "it starts now").await;
+    assert_eq!(
+        harness.wait_for_state(op_id, &[OpState::Cancelled]).await,
+        OpState::Cancelled
+    );
+    let operation = harness
+        .app
+        .store
+        .operation(op_id)
+        .await
+        .expect("the store answers")
+        .expect("the operation exists");
+    assert_eq!(
+        operation.outcome.as_deref(),
+        Some(
+            "cancelled before it started: grace no longer holds role dba or deployers needed to request /rollback-db in staging; nothing was run"
+        )
+    );
+    assert_eq!(operation.started_at, None, "it never ran");
+    assert!(harness.app.store.steps(op_id).await.expect("journal").is_empty());
+}
+
+#[tokio::test]
+async fn requests_from_a_workspace_config_does_not_serve_are_refused_and_audited() {
+    let harness = Harness::start_edited(Mode::Http, |text| {
+        text.replace(
+            "usergroup_ttl = \"1m\"",
+            "usergroup_ttl = \"1m\"\nteam_ids = [\"T0ELSEWHERE\"]",
+        )
+    })
+    .await;
+    let response_id = harness.command(ALICE, "/lock staging \"freeze\"").await;
+    let answers = harness
+        .peer
+        .wait_for_response_posts(&response_id, 1, DEADLINE)
+        .await;
+    assert!(
+        answers[0].to_string().contains(
+            "this Deckhand serves only the Slack workspaces its config lists; nothing was done"
+        ),
+        "{}",
+        answers[0]
+    );
+    let ts = harness.peer.seed_message(CHANNEL, ALICE, "an old message");
+    harness.check_mark(DAVE, &ts).await;
+    harness
+        .wait_for_ephemeral(DAVE, "serves only the Slack workspaces its config lists")
+        .await;
+    harness.settle().await;
+    assert_eq!(harness.n_operations().await, 0, "nothing happened");
+    let audit = harness.app.store.audit_entries(None, 10).await.expect("audit");
+    let refusals: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|stored| (stored.entry.actor.as_str(), stored.entry.event.as_str()))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals.contains(&("alice", "refused")), "{refusals:?}");
+    assert!(refusals.contains(&("dave", "refused")), "{refusals:?}");
 }
