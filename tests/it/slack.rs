@@ -1108,15 +1108,15 @@ async fn socket_mode_survives_disconnects_in_the_middle_of_an_operation() {
         .wait_for_connections(3, Duration::from_secs(20))
         .await;
     harness.react(Mode::Socket, &event).await;
-    let grace = reaction_event(
+    let frank = reaction_event(
         "reaction_added",
-        GRACE,
+        FRANK,
         "white_check_mark",
         &message.ts,
         &new_event_id(),
     );
-    harness.react(Mode::Socket, &grace).await;
-    harness.wait_for_ephemeral(GRACE, "it starts now").await;
+    harness.react(Mode::Socket, &frank).await;
+    harness.wait_for_ephemeral(FRANK, "it starts now").await;
     harness
         .wait_for_state(
             op_id,
