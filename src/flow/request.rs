@@ -182,7 +182,7 @@ async fn accept(
         command: command.clone(),
         env: action.env.as_ref().map(ToString::to_string),
         command_line,
-        params_hash: action.params_hash(),
+        params_hash: plan.bind(&action.params_hash()),
         plan: plan.to_json(),
         requester: requester.clone(),
         requester_id: Some(sender.user_id.clone()),

@@ -172,6 +172,7 @@ fn change(from: &str, to: &str) -> Plan {
             from_image: Some(from.to_string()),
             from_digest: None,
             to_image: to.to_string(),
+            to_digest: None,
             replicas: 1,
             note: None,
         }],

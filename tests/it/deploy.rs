@@ -556,6 +556,7 @@ async fn crashed_deploy(app: &deckhand::app::App) -> i64 {
             from_image: Some("deckhand-demo/tasktracker-backend:v1".to_string()),
             from_digest: None,
             to_image: "deckhand-demo/tasktracker-backend:v2".to_string(),
+            to_digest: None,
             replicas: 1,
             note: None,
         }],
