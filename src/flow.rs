@@ -17,8 +17,8 @@ use std::sync::Arc;
 use crate::app::App;
 use crate::audit::{AuditContext, AuditEvent};
 use crate::chat::{Answer, Request};
-use crate::events;
 use crate::config::User;
+use crate::events;
 use crate::identity;
 use crate::names::Platform;
 use crate::policy;
@@ -68,7 +68,12 @@ impl Sender {
     pub fn console(app: &App, console_name: &str, os_user: &str) -> Sender {
         Sender {
             os_user: Some(os_user.to_string()),
-            ..Sender::identify(app, Platform::Console, console_name, crate::chat::console::CHANNEL)
+            ..Sender::identify(
+                app,
+                Platform::Console,
+                console_name,
+                crate::chat::console::CHANNEL,
+            )
         }
     }
 

@@ -165,11 +165,7 @@ pub async fn lapsed_approvers(
     let mut lapsed = Vec::new();
     for approval in approvals.iter().filter(|approval| !approval.withdrawn) {
         let now = match &approval.account {
-            Some(user_id) => {
-                identify_now(app, approval.platform, user_id)
-                    .await
-                    .user
-            }
+            Some(user_id) => identify_now(app, approval.platform, user_id).await.user,
             None => app.config.user_named(approval.approver.as_str()).cloned(),
         };
         let holds = now.is_some_and(|user| {
@@ -187,7 +183,9 @@ pub async fn lapsed_approvers(
 #[derive(Debug, thiserror::Error)]
 pub enum OsUserError {
     /// The passwd database has no entry for the user id.
-    #[error("the operating-system user id {uid} has no passwd entry, so the console cannot tell who is using it")]
+    #[error(
+        "the operating-system user id {uid} has no passwd entry, so the console cannot tell who is using it"
+    )]
     NoEntry {
         /// The user id.
         uid: u32,

@@ -324,7 +324,9 @@ fn slack_teams_and_discord_role_expiry_are_checked() {
     let discord = "[discord]\ntoken_env = \"D\"\napplication_id = \"100000000000000099\"\nrole_ttl = \"soon\"\n";
     check(
         &format!("{VALID}{discord}"),
-        &["config/deckhand.toml:28: discord.role_ttl: \"soon\" is not a duration such as \"30s\" or \"5m\""],
+        &[
+            "config/deckhand.toml:28: discord.role_ttl: \"soon\" is not a duration such as \"30s\" or \"5m\"",
+        ],
     );
 }
 
@@ -344,14 +346,22 @@ fn check_warns_about_identities_it_cannot_tie_to_a_person() {
     );
     assert_eq!(
         load(&grouped).trust_warnings(),
-        ["people who hold role deployers only through a Slack user group or Discord role, without a [[users]] entry for that account, may request but not approve: config cannot tell whether such an account is the requester's own; list approvers in [[users]] with their slack and discord ids"]
+        [
+            "people who hold role deployers only through a Slack user group or Discord role, without a [[users]] entry for that account, may request but not approve: config cannot tell whether such an account is the requester's own; list approvers in [[users]] with their slack and discord ids"
+        ]
     );
     let opted_in = format!(
         "{}\n[console]\nimpersonation = true\n",
-        grouped.replace("[roles.developers]", "[approvals]\nunlisted_approvers = true\n\n[roles.developers]")
+        grouped.replace(
+            "[roles.developers]",
+            "[approvals]\nunlisted_approvers = true\n\n[roles.developers]"
+        )
     );
     let warnings = load(&opted_in).trust_warnings();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].starts_with("[approvals] unlisted_approvers = true: people who hold role deployers only through a Slack user group or Discord role"), "{warnings:?}");
-    assert!(warnings[1].starts_with("[console] impersonation = true: whoever runs deckhand console"), "{warnings:?}");
+    assert!(
+        warnings[1].starts_with("[console] impersonation = true: whoever runs deckhand console"),
+        "{warnings:?}"
+    );
 }

@@ -69,9 +69,9 @@ enum Approval {
 fn lapsed_text(lapsed: &[UserName]) -> String {
     match lapsed {
         [] => String::new(),
-        [one] => format!(
-            "; {one}'s approval no longer counts: {one} no longer holds an approver role"
-        ),
+        [one] => {
+            format!("; {one}'s approval no longer counts: {one} no longer holds an approver role")
+        }
         many => format!(
             "; the approvals of {} no longer count: they no longer hold an approver role",
             many.iter()
@@ -239,7 +239,9 @@ async fn try_reject(app: &App, sender: &Sender, op_id: i64) -> Result<Feedback, 
     {
         return Ok(Feedback::refused(format!("#{op_id} is no longer waiting")));
     }
-    change.record_for(&operation, &sender.actor(), event).await?;
+    change
+        .record_for(&operation, &sender.actor(), event)
+        .await?;
     change.commit().await?;
     Ok(Feedback::applied(text))
 }

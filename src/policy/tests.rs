@@ -330,7 +330,10 @@ fn the_console_acts_on_other_platforms_operations_only_when_allowed() {
             Ok(()) => "ok".to_string(),
             Err(error) => error.to_string(),
         };
-        assert_eq!(actual, expected, "{requested_on} acted on from {acting_from}");
+        assert_eq!(
+            actual, expected,
+            "{requested_on} acted on from {acting_from}"
+        );
     }
 }
 

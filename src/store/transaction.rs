@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 
 use super::{
-    AuditEntry, ChainMac, IncidentRecord, Lease, LockOutcome, NewApproval, NewAuditEntry, NewOperation, OperationRecord,
-    Store, StoreError, audit_log, deliveries, incidents, locks, notify, operations, query_error,
+    AuditEntry, ChainMac, IncidentRecord, Lease, LockOutcome, NewApproval, NewAuditEntry,
+    NewOperation, OperationRecord, Store, StoreError, audit_log, deliveries, incidents, locks,
+    notify, operations, query_error,
 };
 use crate::names::UserName;
 use crate::policy::{ApprovalRecord, OpState};

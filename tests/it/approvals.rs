@@ -278,8 +278,14 @@ async fn one_person_cannot_approve_their_own_request_from_another_platform() {
     let workspace = Workspace::with_config(|text| {
         text.replace("discord = \"100000000000000001\"\n", "")
             .replace("slack = \"U0DAVE001\"\n", "")
-            .replace("[roles.dba]\n", "[roles.dba]\ndiscord_roles = [\"200000000000000001\"]\n")
-            .replace("[roles.deployers]\n", "[roles.deployers]\nslack_usergroups = [\"S0DEPLOY01\"]\n")
+            .replace(
+                "[roles.dba]\n",
+                "[roles.dba]\ndiscord_roles = [\"200000000000000001\"]\n",
+            )
+            .replace(
+                "[roles.deployers]\n",
+                "[roles.deployers]\nslack_usergroups = [\"S0DEPLOY01\"]\n",
+            )
     });
     let app = workspace.app().await;
     let request = deckhand::chat::Request {
@@ -322,7 +328,12 @@ async fn one_person_cannot_approve_their_own_request_from_another_platform() {
     let feedback = flow::approve(&app, &dave_on_discord, second, None).await;
     assert_eq!(
         (feedback.applied, feedback.text),
-        (false, format!("#{second} was requested by slack:U0GROUP01, a slack account config does not list, and config lists no slack account of yours, so it cannot tell you from the requester; someone listed with a slack id must approve"))
+        (
+            false,
+            format!(
+                "#{second} was requested by slack:U0GROUP01, a slack account config does not list, and config lists no slack account of yours, so it cannot tell you from the requester; someone listed with a slack id must approve"
+            )
+        )
     );
     let frank_on_slack = Sender::identify(&app, Platform::Slack, "U0FRANK01", "C0DEPLOYS1");
     let feedback = flow::approve(&app, &frank_on_slack, second, None).await;

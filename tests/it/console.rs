@@ -131,7 +131,10 @@ fn the_console_is_the_os_user_and_acts_as_others_only_when_config_allows() {
         audit.contains(&format!("alice (os:{me}) held /lock staging")),
         "{audit}"
     );
-    assert!(!audit.contains("released"), "bob unlocked nothing:\n{audit}");
+    assert!(
+        !audit.contains("released"),
+        "bob unlocked nothing:\n{audit}"
+    );
 }
 
 #[test]
@@ -181,6 +184,10 @@ async fn the_console_acts_on_slack_operations_only_when_config_allows() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         let app = workspace.app().await;
         let approvals = app.store.approvals(1).await.expect("the store answers");
-        assert_eq!(approvals.len(), usize::from(cross_platform), "{approvals:?}");
+        assert_eq!(
+            approvals.len(),
+            usize::from(cross_platform),
+            "{approvals:?}"
+        );
     }
 }

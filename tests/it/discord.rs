@@ -1277,7 +1277,10 @@ async fn the_endpoint_refuses_genuine_interactions_older_or_newer_than_five_minu
     let body = serde_json::to_vec(&lock).expect("JSON");
     let stale = post_signed_at(&url, &body, now - 3600).await;
     assert_eq!(stale.status().as_u16(), 401);
-    assert!(peer.interaction_callbacks().is_empty(), "nothing was answered");
+    assert!(
+        peer.interaction_callbacks().is_empty(),
+        "nothing was answered"
+    );
     let operations = bot
         .app
         .store
@@ -1296,7 +1299,10 @@ async fn a_replayed_approve_press_changes_nothing_after_its_author_withdrew() {
     let request = command("rollback-db", &[("env", json!("staging"))], &ALICE);
     let token = token_of(&request);
     let body = serde_json::to_vec(&request).expect("JSON");
-    assert_eq!(post_interaction(&url, &body, None).await.status().as_u16(), 202);
+    assert_eq!(
+        post_interaction(&url, &body, None).await.status().as_u16(),
+        202
+    );
     let pending = wait_for_status(&peer, &token, "awaiting approval: 0 of 2", DEADLINE).await;
     let op_id = op_id_of_message(&bot.app, &pending.id).await;
     let approve = pending.latest()["components"][0]["components"][0]["custom_id"]
@@ -1307,7 +1313,13 @@ async fn a_replayed_approve_press_changes_nothing_after_its_author_withdrew() {
     // carol presses Approve; someone captures the signed delivery.
     let press = serde_json::to_vec(&button(&approve, &pending.id, &CAROL)).expect("JSON");
     let pressed_at = now_unix();
-    assert_eq!(post_signed_at(&url, &press, pressed_at).await.status().as_u16(), 202);
+    assert_eq!(
+        post_signed_at(&url, &press, pressed_at)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
     wait_for_status(&peer, &token, "awaiting approval: 1 of 2", DEADLINE).await;
 
     // carol withdraws her approval.
@@ -1324,7 +1336,13 @@ async fn a_replayed_approve_press_changes_nothing_after_its_author_withdrew() {
     // The captured press, replayed within the window, is taken as a
     // delivery but changes nothing and gets no answer.
     let n_callbacks = peer.interaction_callbacks().len();
-    assert_eq!(post_signed_at(&url, &press, pressed_at).await.status().as_u16(), 202);
+    assert_eq!(
+        post_signed_at(&url, &press, pressed_at)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
     // dave presses afterwards: his press counts on its own.
     let dave = Person {
         id: "100000000000000004",
@@ -1334,7 +1352,13 @@ async fn a_replayed_approve_press_changes_nothing_after_its_author_withdrew() {
     let dave_press = button(&approve, &pending.id, &dave);
     let dave_token = token_of(&dave_press);
     let dave_body = serde_json::to_vec(&dave_press).expect("JSON");
-    assert_eq!(post_interaction(&url, &dave_body, None).await.status().as_u16(), 202);
+    assert_eq!(
+        post_interaction(&url, &dave_body, None)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
     wait_for("the answer to dave's press", DEADLINE, || {
         peer.interaction_callbacks()
             .into_iter()
@@ -1348,14 +1372,21 @@ async fn a_replayed_approve_press_changes_nothing_after_its_author_withdrew() {
         .filter(|approval| !approval.withdrawn)
         .map(|approval| approval.approver.as_str())
         .collect();
-    assert_eq!(live, ["dave"], "carol's replayed press did not approve again");
+    assert_eq!(
+        live,
+        ["dave"],
+        "carol's replayed press did not approve again"
+    );
     assert_eq!(state_of(&bot.app, op_id).await, OpState::Pending);
     let audit = bot.app.store.audit_entries(None, 100).await.expect("audit");
     let carol_approvals = audit
         .iter()
         .filter(|stored| stored.entry.actor == "carol" && stored.entry.event == "approved")
         .count();
-    assert_eq!(carol_approvals, 1, "the replay was not audited as an approval");
+    assert_eq!(
+        carol_approvals, 1,
+        "the replay was not audited as an approval"
+    );
     assert_eq!(
         peer.interaction_callbacks().len(),
         n_callbacks + 1,
@@ -1377,7 +1408,10 @@ async fn interactions_from_a_guild_config_does_not_serve_are_refused_and_audited
     lock["guild_id"] = json!("1999999999999999999");
     let token = token_of(&lock);
     let body = serde_json::to_vec(&lock).expect("JSON");
-    assert_eq!(post_interaction(&url, &body, None).await.status().as_u16(), 202);
+    assert_eq!(
+        post_interaction(&url, &body, None).await.status().as_u16(),
+        202
+    );
     let answer = wait_for("the refusal", DEADLINE, || {
         peer.interaction_callbacks()
             .into_iter()
@@ -1386,8 +1420,11 @@ async fn interactions_from_a_guild_config_does_not_serve_are_refused_and_audited
     .await;
     assert_eq!(answer.body["data"]["flags"], 64, "only the sender sees it");
     assert!(
-        answer.body["data"]["content"].as_str().is_some_and(|text| text
-            .contains("this Deckhand serves only the Discord servers its config lists; nothing was done")),
+        answer.body["data"]["content"]
+            .as_str()
+            .is_some_and(|text| text.contains(
+                "this Deckhand serves only the Discord servers its config lists; nothing was done"
+            )),
         "{:#}",
         answer.body
     );
@@ -1403,7 +1440,10 @@ async fn interactions_from_a_guild_config_does_not_serve_are_refused_and_audited
         .recent_operations(None, 10)
         .await
         .expect("the store answers");
-    assert!(operations.is_empty(), "nothing else happened: {operations:?}");
+    assert!(
+        operations.is_empty(),
+        "nothing else happened: {operations:?}"
+    );
     assert!(
         bot.app
             .store

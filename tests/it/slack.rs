@@ -1387,18 +1387,14 @@ impl Harness {
     /// cached membership lapses.
     async fn leave_dba_group(&self, user: &str) {
         self.peer.set_usergroup(DBA_GROUP, &[]);
-        crate::support::docker::eventually(
-            "the group membership to lapse",
-            DEADLINE,
-            || async {
-                self.app
-                    .directory
-                    .groups_of(deckhand::names::Platform::Slack, user)
-                    .await
-                    .is_empty()
-                    .then_some(())
-            },
-        )
+        crate::support::docker::eventually("the group membership to lapse", DEADLINE, || async {
+            self.app
+                .directory
+                .groups_of(deckhand::names::Platform::Slack, user)
+                .await
+                .is_empty()
+                .then_some(())
+        })
         .await;
     }
 }
@@ -1409,7 +1405,9 @@ async fn an_approver_who_lost_the_role_no_longer_counts_and_is_told_so() {
     harness.command(CAROL, "/rollback-db staging").await;
     let message = harness.operation_message(1).await;
     let op_id = op_id_of(&message);
-    harness.wait_for_text(&message.ts, "awaiting approval").await;
+    harness
+        .wait_for_text(&message.ts, "awaiting approval")
+        .await;
     harness.check_mark(GRACE, &message.ts).await;
     harness
         .wait_for_ephemeral(GRACE, &format!("you approved #{op_id} (1 of 2 approvals)"))
@@ -1432,7 +1430,9 @@ async fn a_requester_who_lost_the_role_gets_the_operation_cancelled_when_it_star
     harness.command(GRACE, "/rollback-db staging").await;
     let message = harness.operation_message(1).await;
     let op_id = op_id_of(&message);
-    harness.wait_for_text(&message.ts, "awaiting approval").await;
+    harness
+        .wait_for_text(&message.ts, "awaiting approval")
+        .await;
     harness.check_mark(DAVE, &message.ts).await;
     harness.wait_for_ephemeral(DAVE, "you approved").await;
 
@@ -1457,7 +1457,15 @@ async fn a_requester_who_lost_the_role_gets_the_operation_cancelled_when_it_star
         )
     );
     assert_eq!(operation.started_at, None, "it never ran");
-    assert!(harness.app.store.steps(op_id).await.expect("journal").is_empty());
+    assert!(
+        harness
+            .app
+            .store
+            .steps(op_id)
+            .await
+            .expect("journal")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -1488,7 +1496,12 @@ async fn requests_from_a_workspace_config_does_not_serve_are_refused_and_audited
         .await;
     harness.settle().await;
     assert_eq!(harness.n_operations().await, 0, "nothing happened");
-    let audit = harness.app.store.audit_entries(None, 10).await.expect("audit");
+    let audit = harness
+        .app
+        .store
+        .audit_entries(None, 10)
+        .await
+        .expect("audit");
     let refusals: Vec<(&str, &str)> = audit
         .iter()
         .map(|stored| (stored.entry.actor.as_str(), stored.entry.event.as_str()))

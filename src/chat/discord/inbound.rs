@@ -109,7 +109,10 @@ async fn refuse_interaction(
     token: &str,
     sender: &Sender,
 ) {
-    tracing::warn!(platform = "discord", "refused an interaction from a guild config does not serve");
+    tracing::warn!(
+        platform = "discord",
+        "refused an interaction from a guild config does not serve"
+    );
     let feedback = flow::refuse_stranger(&discord.app, sender, STRANGER).await;
     let body = render::feedback_response(&feedback.text, false);
     respond(discord, id, token, &body).await;
@@ -245,7 +248,13 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
 async fn on_component(discord: &Arc<Discord>, component: dc::ComponentInteraction) {
     let app = Arc::clone(&discord.app);
     // A press takes effect once, however often it is delivered.
-    let key = match flow::claim_delivery(&app, Platform::Discord.as_str(), &component.id.to_string()).await {
+    let key = match flow::claim_delivery(
+        &app,
+        Platform::Discord.as_str(),
+        &component.id.to_string(),
+    )
+    .await
+    {
         Ok(Delivery::Fresh(key)) => key,
         Ok(Delivery::Duplicate) => {
             tracing::info!(

@@ -156,10 +156,8 @@ pub async fn start(app: &Arc<App>, options: Options) -> Result<Arc<Discord>, Dis
         interactions: Interactions::default(),
         bot_user_id: OnceLock::new(),
     });
-    app.directory.register(
-        Platform::Discord,
-        Arc::new(members::Members::new(&discord)),
-    );
+    app.directory
+        .register(Platform::Discord, Arc::new(members::Members::new(&discord)));
     let registered = registration::register(&discord).await;
     let outbox = app.outbox.subscribe(Platform::Discord);
     outbound::spawn(

@@ -110,7 +110,10 @@ fn serves(context: &Context, team_id: String) -> bool {
 /// Refuses a delivery from a workspace config does not serve: an audit
 /// entry and an answer to the person, nothing else.
 async fn refuse_stranger(context: &Context, inbound: Inbound) {
-    tracing::warn!(platform = "slack", "refused a request from a workspace config does not serve");
+    tracing::warn!(
+        platform = "slack",
+        "refused a request from a workspace config does not serve"
+    );
     let (user_id, channel, response_url) = match inbound {
         Inbound::Command(event) => (
             event.user_id.to_string(),

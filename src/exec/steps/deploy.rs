@@ -223,7 +223,11 @@ impl RunContext<'_> {
             if let Some(approved) = &change.to_digest {
                 let now = image_digest(&host, &change.to_image).await?;
                 if now.as_ref() != Some(approved) {
-                    return Err(ExecError::Failed(moved_tag(change, approved, now.as_deref())));
+                    return Err(ExecError::Failed(moved_tag(
+                        change,
+                        approved,
+                        now.as_deref(),
+                    )));
                 }
             }
             let service = service(environment, &change.service)?;
