@@ -47,7 +47,7 @@ impl Workspace {
         // Tests act as several people from one console (`--as`, `:as`),
         // which the shipped config does not allow.
         let mut text = edit(text);
-        if !text.contains("[console]") {
+        if !text.lines().any(|line| line.trim() == "[console]") {
             text.push_str("\n[console]\nimpersonation = true\n");
         }
         std::fs::write(dir.path().join("config/deckhand.toml"), text).expect("write config");
