@@ -61,9 +61,6 @@ impl Change {
         if self.replicas > 1 {
             extras.push(format!("{} replicas, one at a time", self.replicas));
         }
-        if let Some(digest) = &self.to_digest {
-            extras.push(format!("image {}", short_digest(digest)));
-        }
         if let Some(note) = &self.note {
             extras.push(note.clone());
         }
@@ -125,6 +122,14 @@ impl Plan {
         for change in &self.changes {
             fields.push(("change".to_string(), change.describe()));
         }
+        for change in &self.changes {
+            if let Some(digest) = &change.to_digest {
+                fields.push((
+                    "pinned".to_string(),
+                    format!("{} is {}", change.to_image, short_digest(digest)),
+                ));
+            }
+        }
         for check in &self.checks {
             fields.push(("gated by".to_string(), check.clone()));
         }
@@ -166,8 +171,17 @@ mod tests {
         assert_ne!(first, moved, "a moved tag needs a new approval");
         assert_eq!(first, plan(Some("sha256:1111")).bind("p1"));
         assert_eq!(
-            plan(Some("sha256:0123456789abcdef")).changes[0].describe(),
-            "backend: demo/backend:v1 → demo/backend:v2 (image sha256:0123456789ab)"
+            plan(Some("sha256:0123456789abcdef")).lines(),
+            [
+                (
+                    "change".to_string(),
+                    "backend: demo/backend:v1 → demo/backend:v2".to_string()
+                ),
+                (
+                    "pinned".to_string(),
+                    "demo/backend:v2 is sha256:0123456789ab".to_string()
+                ),
+            ]
         );
         assert_eq!(
             short_digest("demo/backend@sha256:0123456789abcdef"),
