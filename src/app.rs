@@ -18,6 +18,7 @@ use crate::catalog::Catalog;
 use crate::chat::Outbox;
 use crate::config::Config;
 use crate::exec::hosts::Hosts;
+use crate::identity::Directory;
 use crate::metrics::Metrics;
 use crate::names::Platform;
 use crate::store::{Lease, Store, StoreError};
@@ -39,6 +40,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The audit keys and pending refusal summaries.
     pub audit: Trail,
+    /// Where platform group memberships come from, registered by adapters.
+    pub directory: Directory,
     /// This process among those sharing the store: the owner name of the
     /// operations it runs (`host:pid:random`).
     pub instance: String,
@@ -74,6 +77,7 @@ impl App {
             hosts,
             metrics: Metrics::default(),
             audit,
+            directory: Directory::default(),
             instance: instance_name(),
             wake: Notify::new(),
             freed: Notify::new(),

@@ -154,8 +154,14 @@ impl<'a> Change<'a> {
 
 /// The audit context of an operation, acted on by `actor`.
 pub fn context_of(operation: &OperationRecord, actor: &str) -> AuditContext {
+    // Whatever the requester of a console operation does is written with
+    // the operating-system user who ran the console.
+    let os_user = operation
+        .requester_os
+        .as_deref()
+        .filter(|_| actor == operation.requester);
     AuditContext {
-        actor: actor.to_string(),
+        actor: crate::identity::actor_label(actor, os_user),
         platform: operation.platform,
         channel: operation.channel.clone(),
         command: operation.command.clone(),

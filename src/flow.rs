@@ -15,9 +15,13 @@ mod request;
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::audit::{AuditContext, AuditEvent};
 use crate::chat::{Answer, Request};
 use crate::config::User;
-use crate::names::{Platform, UserName};
+use crate::events;
+use crate::identity;
+use crate::names::Platform;
+use crate::policy;
 use crate::store::{DeliveryClaim, StoreError};
 
 pub use approvals::{approve, reject, withdraw};
@@ -33,55 +37,79 @@ const DELIVERY_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 pub struct Sender {
     /// The platform.
     pub platform: Platform,
-    /// Their platform id.
+    /// Their platform id (on the console: the console name they act as).
     pub user_id: String,
     /// The channel they wrote in.
     pub channel: String,
-    /// Their config entry, if any.
+    /// The person, with the roles their groups add, if config knows them.
     pub user: Option<User>,
+    /// Whether `[[users]]` lists this account (not only a group of it).
+    pub listed: bool,
+    /// The operating-system user running the console, for console senders.
+    pub os_user: Option<String>,
 }
 
 impl Sender {
     /// Looks a platform user up in config.
     pub fn identify(app: &App, platform: Platform, user_id: &str, channel: &str) -> Sender {
+        let identity = identity::identify(&app.config, platform, user_id, &[]);
         Sender {
             platform,
             user_id: user_id.to_string(),
             channel: channel.to_string(),
-            user: app.config.user_by_platform_id(platform, user_id).cloned(),
+            user: identity.user,
+            listed: identity.listed,
+            os_user: None,
+        }
+    }
+
+    /// Someone at the console: acting as console name `console_name`, run
+    /// by operating-system user `os_user`.
+    pub fn console(app: &App, console_name: &str, os_user: &str) -> Sender {
+        Sender {
+            os_user: Some(os_user.to_string()),
+            ..Sender::identify(
+                app,
+                Platform::Console,
+                console_name,
+                crate::chat::console::CHANNEL,
+            )
         }
     }
 
     /// Adds the roles config maps to the person's platform groups. Someone
     /// config does not list by id but who is in a mapped group becomes a
-    /// person named by their platform id, holding those roles.
+    /// person named by their platform id, holding those roles (and may
+    /// request, but not approve: config cannot tell who they are).
     pub fn with_groups(mut self, app: &App, groups: &[String]) -> Sender {
-        let group_roles = app.config.roles_of_groups(self.platform, groups);
-        if group_roles.is_empty() {
-            return self;
-        }
-        let user = self.user.get_or_insert_with(|| User {
-            name: UserName::new(format!("{}:{}", self.platform, self.user_id)),
-            roles: Vec::new(),
-            console: None,
-            slack: None,
-            discord: None,
-        });
-        for role in group_roles {
-            if !user.roles.contains(&role) {
-                user.roles.push(role);
-            }
-        }
+        let identity = identity::identify(&app.config, self.platform, &self.user_id, groups);
+        self.user = identity.user;
+        self.listed = identity.listed;
         self
     }
 
-    /// Their name in messages and the audit log: the config name, or the
-    /// platform id for people config does not know.
+    /// Their name in messages: the config name, or the platform id for
+    /// people config does not know.
     pub fn name(&self) -> String {
         match &self.user {
             Some(user) => user.name.to_string(),
-            None => format!("{}:{}", self.platform, self.user_id),
+            None => identity::unlisted_name(self.platform, &self.user_id).to_string(),
         }
+    }
+
+    /// Their name in the audit trail: on the console, with the
+    /// operating-system user (`alice (os:root)`).
+    pub fn actor(&self) -> String {
+        identity::actor_label(&self.name(), self.os_user.as_deref())
+    }
+
+    /// The sender as an approver, when config knows them.
+    pub fn approver(&self) -> Option<policy::Approver<'_>> {
+        self.user.as_ref().map(|user| policy::Approver {
+            user,
+            platform: self.platform,
+            listed: self.listed,
+        })
     }
 }
 
@@ -90,6 +118,15 @@ impl Sender {
 /// `Duplicate` and does nothing; when the store cannot record it, the
 /// answer says so and nothing happened (the delivery can be retried).
 pub async fn handle_request(app: &Arc<App>, request: Request) -> Answer {
+    let sender = Sender::identify(app, request.platform, &request.user_id, &request.channel)
+        .with_groups(app, &request.groups);
+    handle_request_from(app, &sender, &request).await
+}
+
+/// Handles a request from a sender the adapter identified itself (the
+/// console, which knows its operating-system user); otherwise as
+/// [`handle_request`].
+pub async fn handle_request_from(app: &Arc<App>, sender: &Sender, request: &Request) -> Answer {
     let delivery = match &request.delivery_id {
         Some(delivery_id) => {
             match claim_delivery(app, request.platform.as_str(), delivery_id).await {
@@ -100,14 +137,36 @@ pub async fn handle_request(app: &Arc<App>, request: Request) -> Answer {
         }
         None => None,
     };
-    let sender = Sender::identify(app, request.platform, &request.user_id, &request.channel)
-        .with_groups(app, &request.groups);
-    let handled = request::handle(app, &sender, &request.text, delivery.as_ref()).await;
+    let handled = request::handle(app, sender, &request.text, delivery.as_ref()).await;
     if let (Err(_), Some(key)) = (&handled, delivery) {
         release_delivery(app, key).await;
     }
     match handled {
         Ok(answer) | Err(answer) => answer,
+    }
+}
+
+/// Refuses someone writing from a Slack workspace or Discord guild config
+/// does not serve: nothing happens but the audit entry, and the answer says
+/// so (and whether even the audit entry could not be written).
+pub async fn refuse_stranger(app: &App, sender: &Sender, reason: &str) -> Feedback {
+    let context = AuditContext {
+        actor: sender.actor(),
+        platform: sender.platform,
+        channel: sender.channel.clone(),
+        command: String::new(),
+        env: String::new(),
+        op_id: 0,
+    };
+    let event = AuditEvent::Refused {
+        reason: reason.to_string(),
+        requester_has_role: false,
+    };
+    match events::record(app, &context, event).await {
+        Ok(()) => Feedback::refused(reason),
+        Err(error) => Feedback::refused(format!(
+            "{reason} (this refusal could not be written to the audit trail: {error})"
+        )),
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `parse` — `Request` text → `Action`, checked against the `catalog`
 //!   (commands/*.toml) and `config` (config/deckhand.toml).
 //! - `policy` — who may request, who must approve; pure, no IO.
+//!   `identity` — which person a platform account is, and the roles it
+//!   holds now (platform groups looked up again when they matter).
 //! - `flow` — the request flow itself: operations, approvals, expiry, and
 //!   the background work of every process (leases, takeover, recovery).
 //! - `exec` — environment locks, the step runner and the step kinds; it
@@ -41,6 +43,7 @@ pub mod events;
 pub mod exec;
 pub mod flow;
 pub mod http;
+pub mod identity;
 pub mod message;
 pub mod metrics;
 pub mod names;

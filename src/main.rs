@@ -29,20 +29,20 @@ struct Cli {
 enum Command {
     /// Validate config/deckhand.toml and every commands/*.toml; print every problem with file and line.
     Check(ConfigArg),
-    /// The whole product in a terminal: type /commands, :as USER, :approve N, :reject N, :quit.
+    /// The whole product in a terminal, as the operating-system user running it: type /commands, :approve N, :reject N, :quit.
     Console {
         #[command(flatten)]
         config: ConfigArg,
-        /// Act as this console user (see [[users]] console = …).
-        #[arg(long = "as", env = "DECKHAND_USER", default_value = "alice")]
-        user: String,
+        /// Act as this console name instead of yourself (needs [console] impersonation = true).
+        #[arg(long = "as")]
+        user: Option<String>,
     },
     /// Build the example images, bring up the demo stacks in local Docker and open the console.
     Demo {
         #[command(flatten)]
         config: ConfigArg,
-        /// Act as this console user.
-        #[arg(long = "as", env = "DECKHAND_USER", default_value = "alice")]
+        /// Act as this console user (the demo allows impersonation).
+        #[arg(long = "as", default_value = "alice")]
         user: String,
         /// Remove the demo stacks and their volumes instead.
         #[arg(long)]
@@ -149,7 +149,9 @@ fn init_tracing(command: &Command) {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(arg) => Ok(check(&arg.config)),
-        Command::Console { config, user } => console(&config.config, &user).await,
+        Command::Console { config, user } => {
+            console(&config.config, user.as_deref(), Impersonation::AsConfigured).await
+        }
         Command::Serve(arg) => serve(&arg.config).await,
         Command::Demo { config, user, down } => demo(&config.config, &user, down).await,
         Command::Audit { command } => match command {
@@ -199,6 +201,9 @@ fn check(path: &Path) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+            for warning in config.trust_warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "ok: {} commands, {} environments",
                 catalog.len(),
@@ -223,13 +228,40 @@ async fn open(path: &Path) -> anyhow::Result<Arc<App>> {
     Ok(app)
 }
 
-async fn console(path: &Path, user: &str) -> anyhow::Result<ExitCode> {
-    let app = open(path).await?;
+/// Whether the console may act as others: as config says, or always (the
+/// demo, a local trial whose people are all made up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Impersonation {
+    AsConfigured,
+    Allowed,
+}
+
+async fn console(
+    path: &Path,
+    user: Option<&str>,
+    impersonation: Impersonation,
+) -> anyhow::Result<ExitCode> {
+    let (mut config, catalog) = load_or_report(path)?;
+    if impersonation == Impersonation::Allowed {
+        config.trust.console.impersonation = true;
+    }
+    let os_user = deckhand::identity::os_user()?;
+    let app = App::open(config, catalog)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let operator = match chat::console::Operator::new(&app, &os_user, user) {
+        Ok(operator) => operator,
+        Err(error) => {
+            app.store.close().await;
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     flow::start_background(&app).await;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let interactive = std::io::stdin().is_terminal();
     let mut stdout = std::io::stdout();
-    chat::console::run(Arc::clone(&app), stdin, &mut stdout, user, interactive)
+    chat::console::run(Arc::clone(&app), stdin, &mut stdout, &operator, interactive)
         .await
         .context("console input or output failed")?;
     flow::shut_down(&app).await;
@@ -255,7 +287,7 @@ async fn demo(path: &Path, user: &str, down: bool) -> anyhow::Result<ExitCode> {
     println!(
         "try: /status · /deploy staging v2 · /health staging · /rollback staging backend · :as bob · /deploy production v2"
     );
-    console(path, user).await
+    console(path, Some(user), Impersonation::Allowed).await
 }
 
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {

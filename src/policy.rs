@@ -7,6 +7,10 @@
 //! holds an approver role, counts once, and approves one operation with its
 //! exact parameters (by hash); approvals can be withdrawn until the
 //! operation starts; expired, rejected or cancelled operations never run.
+//! People are compared as people, not accounts: an account config knows
+//! only through a platform group may request but not approve (unless config
+//! opts in), an approver must be someone config can tell apart from the
+//! requester, and approvals count only while the approver holds the role.
 
 use std::fmt;
 
@@ -14,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use crate::catalog::{CommandSpec, OnBusy, RoleRef};
 use crate::config::{Config, User};
-use crate::names::{EnvName, RoleName, UserName};
+use crate::names::{EnvName, Platform, RoleName, UserName};
 
 /// Where an operation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,6 +230,31 @@ pub enum PolicyError {
         /// The operation.
         op_id: i64,
     },
+    /// The approver's account is known only through a platform group.
+    UnlistedApprover {
+        /// The operation.
+        op_id: i64,
+        /// The approver's platform.
+        platform: Platform,
+    },
+    /// The requester's account is known only through a platform group,
+    /// and config lists no account of the approver on that platform, so it
+    /// cannot tell the two apart.
+    IndistinctFromRequester {
+        /// The operation.
+        op_id: i64,
+        /// The requester's name.
+        requester: String,
+        /// The requester's platform.
+        platform: Platform,
+    },
+    /// The console acts only on operations requested from the console.
+    OtherPlatform {
+        /// The operation.
+        op_id: i64,
+        /// Where it was requested.
+        platform: Platform,
+    },
 }
 
 fn roles_text(roles: &[String]) -> String {
@@ -323,6 +352,22 @@ impl fmt::Display for PolicyError {
             PolicyError::NothingToWithdraw { op_id } => {
                 write!(formatter, "you have no approval of #{op_id} to withdraw")
             }
+            PolicyError::UnlistedApprover { op_id, platform } => write!(
+                formatter,
+                "you hold your role only through a {platform} group and config does not list your {platform} account, so you may request but not approve #{op_id}; ask an admin to add your {platform} id to [[users]] in config/deckhand.toml"
+            ),
+            PolicyError::IndistinctFromRequester {
+                op_id,
+                requester,
+                platform,
+            } => write!(
+                formatter,
+                "#{op_id} was requested by {requester}, a {platform} account config does not list, and config lists no {platform} account of yours, so it cannot tell you from the requester; someone listed with a {platform} id must approve"
+            ),
+            PolicyError::OtherPlatform { op_id, platform } => write!(
+                formatter,
+                "#{op_id} was requested from {platform}; the console acts only on operations requested from the console ([console] cross_platform is off)"
+            ),
         }
     }
 }
@@ -394,6 +439,10 @@ pub struct ApprovalRecord {
     pub params_hash: String,
     /// Whether they withdrew it.
     pub withdrawn: bool,
+    /// Where they approved from.
+    pub platform: Platform,
+    /// Their account there; `None` for approvals older than accounts.
+    pub account: Option<String>,
 }
 
 /// What policy needs to know about an operation awaiting approval.
@@ -417,6 +466,28 @@ pub struct ApprovalView<'a> {
     pub approvals: &'a [ApprovalRecord],
     /// Whether it is approved and waits in its environment's queue.
     pub queued: bool,
+    /// Where it was requested.
+    pub requester_platform: Platform,
+    /// Whether config lists the requester's account; an account known only
+    /// through a platform group cannot be told apart from an approver's
+    /// other accounts unless config lists the approver on that platform.
+    pub requester_listed: bool,
+    /// Approvers who no longer hold an approver role: their approvals no
+    /// longer count.
+    pub lapsed: &'a [UserName],
+    /// Whether accounts known only through a platform group may approve.
+    pub unlisted_approvers: bool,
+}
+
+/// Someone approving: the person and how config knows their account.
+#[derive(Debug, Clone, Copy)]
+pub struct Approver<'a> {
+    /// The person, with the roles they hold now.
+    pub user: &'a User,
+    /// The platform they approve from.
+    pub platform: Platform,
+    /// Whether `[[users]]` lists their account on that platform.
+    pub listed: bool,
 }
 
 impl ApprovalView<'_> {
@@ -428,6 +499,7 @@ impl ApprovalView<'_> {
             let counts = !approval.withdrawn
                 && approval.params_hash == self.params_hash
                 && approval.approver.as_str() != self.requester
+                && !self.lapsed.contains(&approval.approver)
                 && !counted.contains(&&approval.approver);
             if counts {
                 counted.push(&approval.approver);
@@ -478,12 +550,17 @@ impl ApprovalView<'_> {
 /// parameters, or approved already.
 pub fn check_approval(
     view: &ApprovalView<'_>,
-    approver: Option<&User>,
+    approver: Option<Approver<'_>>,
     presented_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<(), PolicyError> {
     view.check_open(now)?;
-    let Some(approver) = approver else {
+    let Some(Approver {
+        user: approver,
+        platform,
+        listed,
+    }) = approver
+    else {
         return Err(PolicyError::NeedRoleToApprove {
             op_id: view.op_id,
             roles: view.roles(),
@@ -499,6 +576,22 @@ pub fn check_approval(
         return Err(PolicyError::NeedRoleToApprove {
             op_id: view.op_id,
             roles: view.roles(),
+        });
+    }
+    if !listed && !view.unlisted_approvers {
+        return Err(PolicyError::UnlistedApprover {
+            op_id: view.op_id,
+            platform,
+        });
+    }
+    if !view.requester_listed
+        && !view.unlisted_approvers
+        && approver.id_on(view.requester_platform).is_none()
+    {
+        return Err(PolicyError::IndistinctFromRequester {
+            op_id: view.op_id,
+            requester: view.requester.to_string(),
+            platform: view.requester_platform,
         });
     }
     if presented_hash != view.params_hash {
@@ -517,6 +610,35 @@ pub fn check_approval(
         });
     }
     Ok(())
+}
+
+/// Whether someone acting from `acting_from` may approve, reject or
+/// withdraw on an operation requested from `requested_on`: the console acts
+/// on other platforms' operations only when config allows it.
+///
+/// # Errors
+/// `OtherPlatform` when it may not.
+pub fn check_reach(
+    op_id: i64,
+    requested_on: Platform,
+    acting_from: Platform,
+    console_cross_platform: bool,
+) -> Result<(), PolicyError> {
+    if acting_from == Platform::Console
+        && requested_on != Platform::Console
+        && !console_cross_platform
+    {
+        return Err(PolicyError::OtherPlatform {
+            op_id,
+            platform: requested_on,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the person holds one of `roles`.
+pub fn holds_any_role(user: &User, roles: &[RoleName]) -> bool {
+    user.roles.iter().any(|role| roles.contains(role))
 }
 
 /// What a rejection by this person means.

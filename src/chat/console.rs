@@ -3,6 +3,11 @@
 //! user; `:as USER`, `:approve N`, `:reject N`, `:withdraw N` and `:quit`
 //! drive the rest. Every message Deckhand would post, and every edit of it,
 //! is printed as plain text. Like every adapter it only translates.
+//!
+//! The console is the operating-system user running it, mapped to a person
+//! through `[[users]] console = "…"`; acting as someone else (`--as`,
+//! `:as`) needs `[console] impersonation = true`, and every audit entry
+//! names the operating-system user either way.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -30,7 +35,7 @@ pub async fn run<R, W>(
     app: Arc<App>,
     input: R,
     output: &mut W,
-    user: &str,
+    operator: &Operator,
     prompt: bool,
 ) -> std::io::Result<()>
 where
@@ -39,7 +44,8 @@ where
 {
     let mut console = Console {
         app: Arc::clone(&app),
-        user: user.to_string(),
+        user: operator.acting_as.clone(),
+        os_user: operator.os_user.clone(),
         posted: BTreeSet::new(),
         outbound: app.outbox.subscribe(Platform::Console),
         prompt,
@@ -69,9 +75,65 @@ where
     console.finish(output).await
 }
 
+/// Who is at the console: the operating-system user running it, and the
+/// console name they act as (their own unless config allows impersonation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// The operating-system user.
+    pub os_user: String,
+    /// The console name acted as.
+    pub acting_as: String,
+}
+
+/// Why the console cannot act as someone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsoleError {
+    /// `--as` or `:as` while impersonation is off.
+    #[error(
+        "cannot act as \"{requested}\": [console] impersonation is off, so the console acts as the operating-system user running it ({os_user}, mapped through [[users]] console = \"{os_user}\")"
+    )]
+    ImpersonationOff {
+        /// Who was asked for.
+        requested: String,
+        /// The operating-system user.
+        os_user: String,
+    },
+}
+
+impl Operator {
+    /// The operator for `os_user`, acting as `requested` when given; that
+    /// needs `[console] impersonation = true` unless it is themselves.
+    ///
+    /// # Errors
+    /// `ImpersonationOff` when impersonation is needed and off.
+    pub fn new(
+        app: &App,
+        os_user: &str,
+        requested: Option<&str>,
+    ) -> Result<Operator, ConsoleError> {
+        let acting_as = match requested {
+            Some(requested) if requested != os_user => {
+                if !app.config.trust.console.impersonation {
+                    return Err(ConsoleError::ImpersonationOff {
+                        requested: requested.to_string(),
+                        os_user: os_user.to_string(),
+                    });
+                }
+                requested
+            }
+            _ => os_user,
+        };
+        Ok(Operator {
+            os_user: os_user.to_string(),
+            acting_as: acting_as.to_string(),
+        })
+    }
+}
+
 struct Console {
     app: Arc<App>,
     user: String,
+    os_user: String,
     posted: BTreeSet<i64>,
     outbound: mpsc::UnboundedReceiver<Outbound>,
     prompt: bool,
@@ -82,8 +144,9 @@ impl Console {
         if self.prompt {
             writeln!(
                 output,
-                "Deckhand console — you are {}. Type /help, or :as USER, :approve N, :reject N, :withdraw N, :wait, :quit.",
-                self.user
+                "Deckhand console — you are {} (os:{}). Type /help, or :as USER, :approve N, :reject N, :withdraw N, :wait, :quit.",
+                self.sender().name(),
+                self.os_user
             )?;
         }
         Ok(())
@@ -111,7 +174,7 @@ impl Console {
                 delivery_id: None,
                 groups: Vec::new(),
             };
-            let answer = flow::handle_request(&self.app, request).await;
+            let answer = flow::handle_request_from(&self.app, &self.sender(), &request).await;
             self.drain(output)?;
             if let Answer::Private(reply) = answer {
                 writeln!(output, "[only you] {}", render(&reply))?;
@@ -146,8 +209,16 @@ impl Console {
         Ok(true)
     }
 
+    /// The person at the console, as the flow knows them.
+    fn sender(&self) -> Sender {
+        Sender::console(&self.app, &self.user, &self.os_user)
+    }
+
     fn switch_user<W: Write>(&mut self, output: &mut W, user: &str) -> std::io::Result<()> {
-        self.user = user.to_string();
+        match Operator::new(&self.app, &self.os_user, Some(user)) {
+            Ok(operator) => self.user = operator.acting_as,
+            Err(error) => return writeln!(output, "[only you] ✗ {error}"),
+        }
         match self.app.config.user_by_platform_id(Platform::Console, user) {
             Some(known) => {
                 let roles: Vec<&str> = known.roles.iter().map(|role| role.as_str()).collect();
@@ -177,7 +248,7 @@ impl Console {
                 text: format!("\"{op_id}\" is not an operation number such as 42"),
             };
         };
-        let sender = Sender::identify(&self.app, Platform::Console, &self.user, CHANNEL);
+        let sender = self.sender();
         match verb {
             ":approve" => flow::approve(&self.app, &sender, op_id, None).await,
             ":reject" => flow::reject(&self.app, &sender, op_id).await,

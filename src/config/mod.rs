@@ -8,6 +8,7 @@ mod audit;
 mod diagnose;
 mod pagerduty;
 mod raw;
+mod trust;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ pub use audit::AuditSettings;
 pub use diagnose::{DiagnoseSettings, MigrationStatus, Thresholds, TlsEndpoint};
 pub use pagerduty::{NoteSettings, PagerDutyService, PagerDutySettings};
 pub use raw::RawConfig;
+pub use trust::{ConsoleSettings, RESERVED_USER_NAMES, TrustSettings};
 
 /// Default location of the config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/deckhand.toml";
@@ -60,6 +62,8 @@ pub struct Config {
     pub pagerduty: Option<PagerDutySettings>,
     /// The audit chain's key variables, checkpoints and refusal summaries.
     pub audit: AuditSettings,
+    /// Who may approve without a `[[users]]` entry, and what the console may do.
+    pub trust: TrustSettings,
 }
 
 /// `[operations]`, validated: how a process owns the operations it runs.
@@ -122,6 +126,8 @@ pub struct SlackSettings {
     pub api_url: String,
     /// How long user group memberships are cached.
     pub usergroup_ttl: Duration,
+    /// Workspaces served; every workspace when empty.
+    pub team_ids: Vec<String>,
 }
 
 /// How Deckhand reaches Discord.
@@ -148,6 +154,8 @@ pub struct DiscordSettings {
     pub guild_ids: Vec<String>,
     /// REST base URL.
     pub api_url: String,
+    /// How long a person's guild roles are believed without a fresh look.
+    pub role_ttl: Duration,
 }
 
 /// Reactions that approve and reject an operation.
@@ -469,6 +477,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     });
     let commands_dir = normalize(&base_dir.join(raw.commands.as_deref().unwrap_or("../commands")));
     let audit = audit::check_audit(source, &raw.audit, &base_dir, &mut problems);
+    let trust = trust::trust_settings(&raw);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -496,6 +505,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         discord,
         pagerduty,
         audit,
+        trust,
     })
 }
 
@@ -594,6 +604,13 @@ fn check_slack(
         .clone()
         .unwrap_or_else(|| "https://slack.com/api".to_string());
     check_base_url(source, &key.key("api_url"), &api_url, problems);
+    for (team_idx, team) in raw.team_ids.iter().enumerate() {
+        if let Some(message) = check_platform_id(Platform::Slack, team) {
+            problems
+                .0
+                .push(source.problem(&key.key("team_ids").index(team_idx), message));
+        }
+    }
     (problems.0.len() == before).then(|| SlackSettings {
         mode,
         bot_token_env: raw.bot_token_env.clone(),
@@ -601,6 +618,7 @@ fn check_slack(
         signing_secret_env: raw.signing_secret_env.clone(),
         api_url: api_url.trim_end_matches('/').to_string(),
         usergroup_ttl,
+        team_ids: raw.team_ids.clone(),
     })
 }
 
@@ -651,6 +669,14 @@ fn check_discord(
         .clone()
         .unwrap_or_else(|| "https://discord.com".to_string());
     check_base_url(source, &key.key("api_url"), &api_url, problems);
+    let role_ttl = check_duration(
+        source,
+        &key.key("role_ttl"),
+        raw.role_ttl.as_deref(),
+        Duration::from_secs(300),
+        problems,
+    )
+    .unwrap_or(Duration::from_secs(300));
     (problems.0.len() == before).then(|| DiscordSettings {
         mode,
         token_env: raw.token_env.clone(),
@@ -658,6 +684,7 @@ fn check_discord(
         public_key: raw.public_key.clone(),
         guild_ids: raw.guild_ids.clone(),
         api_url: api_url.trim_end_matches('/').to_string(),
+        role_ttl,
     })
 }
 
@@ -837,6 +864,16 @@ fn check_users(
                 &key.key("name"),
                 format!(
                     "\"{}\" is not a usable user name (lower-case letters, digits, - and _)",
+                    raw_user.name
+                ),
+            ));
+            user_ok = false;
+        }
+        if RESERVED_USER_NAMES.contains(&raw_user.name.as_str()) {
+            problems.0.push(source.problem(
+                &key.key("name"),
+                format!(
+                    "\"{}\" is the name Deckhand itself acts under in the audit trail; choose another",
                     raw_user.name
                 ),
             ));

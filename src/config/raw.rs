@@ -23,6 +23,9 @@ pub struct RawConfig {
     /// Approval behaviour shared by every platform.
     #[serde(default)]
     pub approvals: RawApprovals,
+    /// What the console may do and as whom.
+    #[serde(default)]
+    pub console: RawConsole,
     /// How running operations are owned, renewed and taken over.
     #[serde(default)]
     pub operations: RawOperations,
@@ -124,6 +127,10 @@ pub struct RawSlack {
     pub api_url: Option<String>,
     /// How long user group memberships are cached; default `5m`.
     pub usergroup_ttl: Option<String>,
+    /// Workspaces (`T…` ids) whose requests are served; every workspace's
+    /// when empty.
+    #[serde(default)]
+    pub team_ids: Vec<String>,
 }
 
 /// `[discord]`.
@@ -143,6 +150,9 @@ pub struct RawDiscord {
     pub guild_ids: Vec<String>,
     /// REST base URL; default `https://discord.com`.
     pub api_url: Option<String>,
+    /// How long a person's guild roles are believed without a fresh look;
+    /// default `5m`.
+    pub role_ttl: Option<String>,
 }
 
 /// `[store]`.
@@ -194,6 +204,26 @@ pub struct RawApprovals {
     pub approve_emoji: Option<String>,
     /// Reaction that rejects; default `x`.
     pub reject_emoji: Option<String>,
+    /// Whether people known only through a Slack user group or a Discord
+    /// guild role (not listed in `[[users]]` for that platform) may approve;
+    /// default false, since config cannot tell whether such an account
+    /// belongs to the requester.
+    #[serde(default)]
+    pub unlisted_approvers: bool,
+}
+
+/// `[console]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    /// Whether `--as` and `:as` may act as another configured person;
+    /// default false (the console is the operating-system user running it).
+    #[serde(default)]
+    pub impersonation: bool,
+    /// Whether the console may approve, reject or withdraw operations
+    /// requested from Slack or Discord; default false.
+    #[serde(default)]
+    pub cross_platform: bool,
 }
 
 /// `[roles.NAME]`.
@@ -219,7 +249,7 @@ pub struct RawUser {
     /// Roles the person holds.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Name used with `deckhand console --as`.
+    /// The operating-system user name the console runs as for this person.
     pub console: Option<String>,
     /// Slack user id (`U…`).
     pub slack: Option<String>,

@@ -286,3 +286,82 @@ fn reports_bad_diagnose_and_pagerduty_settings() {
         ],
     );
 }
+
+#[test]
+fn one_platform_id_belongs_to_one_person() {
+    let bob = "[[users]]\nname = \"bob\"\nroles = [\"deployers\"]\n";
+    let cases = [
+        (
+            "slack = \"U0ALICE01\"\n",
+            "config/deckhand.toml:17: users[1].slack: slack \"U0ALICE01\" is already given to another user",
+        ),
+        (
+            "console = \"alice\"\n",
+            "config/deckhand.toml:17: users[1].console: console \"alice\" is already given to another user",
+        ),
+    ];
+    for (identity, expected) in cases {
+        let text = VALID.replace("[hosts.local]", &format!("{bob}{identity}\n[hosts.local]"));
+        check(&text, &[expected]);
+    }
+    check(
+        &VALID.replace("name = \"alice\"", "name = \"pagerduty\""),
+        &[
+            "config/deckhand.toml:9: users[0].name: \"pagerduty\" is the name Deckhand itself acts under in the audit trail; choose another",
+        ],
+    );
+}
+
+#[test]
+fn slack_teams_and_discord_role_expiry_are_checked() {
+    let slack = "[slack]\nmode = \"socket\"\nbot_token_env = \"B\"\napp_token_env = \"A\"\nteam_ids = [\"T0WORK\", \"not-a-team\"]\n";
+    check(
+        &format!("{VALID}{slack}"),
+        &[
+            "config/deckhand.toml:29: slack.team_ids[1]: \"not-a-team\" is not a Slack id (upper-case letters and digits, such as \"U024BE7LH\" or \"C0123ABCD\")",
+        ],
+    );
+    let discord = "[discord]\ntoken_env = \"D\"\napplication_id = \"100000000000000099\"\nrole_ttl = \"soon\"\n";
+    check(
+        &format!("{VALID}{discord}"),
+        &[
+            "config/deckhand.toml:28: discord.role_ttl: \"soon\" is not a duration such as \"30s\" or \"5m\"",
+        ],
+    );
+}
+
+#[test]
+fn check_warns_about_identities_it_cannot_tie_to_a_person() {
+    let load = |text: &str| {
+        Config::from_source(&Source::new(
+            Path::new("config/deckhand.toml"),
+            text.to_string(),
+        ))
+        .expect("valid config")
+    };
+    assert_eq!(load(VALID).trust_warnings(), Vec::<String>::new());
+    let grouped = VALID.replace(
+        "[roles.deployers]",
+        "[roles.deployers]\nslack_usergroups = [\"S0DEPLOY\"]",
+    );
+    assert_eq!(
+        load(&grouped).trust_warnings(),
+        [
+            "people who hold role deployers only through a Slack user group or Discord role, without a [[users]] entry for that account, may request but not approve: config cannot tell whether such an account is the requester's own; list approvers in [[users]] with their slack and discord ids"
+        ]
+    );
+    let opted_in = format!(
+        "{}\n[console]\nimpersonation = true\n",
+        grouped.replace(
+            "[roles.developers]",
+            "[approvals]\nunlisted_approvers = true\n\n[roles.developers]"
+        )
+    );
+    let warnings = load(&opted_in).trust_warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with("[approvals] unlisted_approvers = true: people who hold role deployers only through a Slack user group or Discord role"), "{warnings:?}");
+    assert!(
+        warnings[1].starts_with("[console] impersonation = true: whoever runs deckhand console"),
+        "{warnings:?}"
+    );
+}

@@ -19,9 +19,10 @@ use crate::audit::AuditEvent;
 use crate::catalog::{CommandSpec, OnBusy, Step};
 use crate::duration::format_elapsed;
 use crate::events::{self, Change};
+use crate::identity;
 use crate::names::DECKHAND_ACTOR;
-use crate::parse::parse_action;
-use crate::policy::OpState;
+use crate::parse::{Action, parse_action};
+use crate::policy::{self, OpState};
 use crate::store::{LockOutcome, OperationRecord, StoreError};
 
 use super::steps::{self, StepOutcome};
@@ -198,7 +199,13 @@ async fn run_to_end(app: &Arc<App>, operation: &OperationRecord) {
         .policy_for(action.env.as_ref())
         .map(|rule| rule.on_busy)
         .unwrap_or_default();
-    let Some(started) = start(app, operation, spec, locked_env.as_deref(), on_busy).await else {
+    let gate = StartGate {
+        spec,
+        action: &action,
+        env: locked_env.as_deref(),
+        on_busy,
+    };
+    let Some(started) = start(app, operation, &gate).await else {
         return;
     };
     let input = OperationInput {
@@ -238,22 +245,35 @@ enum Start {
     Over,
 }
 
+/// What starting an operation checks: its command, the environment whose
+/// lock it takes, and what it does when that is busy.
+struct StartGate<'a> {
+    spec: &'a CommandSpec,
+    action: &'a Action,
+    env: Option<&'a str>,
+    on_busy: OnBusy,
+}
+
 /// Moves the operation from approved to running, taking its environment's
 /// lock; waits in the queue while the environment is busy, if the command
-/// says so. `None` when it did not start.
+/// says so. Policy is checked again first: a requester who may no longer
+/// request it, or approvals that no longer count, cancel it. `None` when it
+/// did not start.
 async fn start(
     app: &Arc<App>,
     operation: &OperationRecord,
-    spec: &CommandSpec,
-    env: Option<&str>,
-    on_busy: OnBusy,
+    gate: &StartGate<'_>,
 ) -> Option<OperationRecord> {
     let mut backoff = Duration::from_millis(250);
     loop {
         if app.is_shutting_down() || !app.holds_leases() {
             return None;
         }
-        match try_start(app, operation, spec, env, on_busy).await {
+        let attempt = match standing(app, operation, gate).await {
+            Ok(lapsed) => try_start(app, operation, gate, lapsed.as_deref()).await,
+            Err(error) => Err(error),
+        };
+        match attempt {
             Ok(Start::Running(started)) => return Some(*started),
             Ok(Start::Over) => return None,
             Ok(Start::Waiting) => {
@@ -275,13 +295,80 @@ async fn start(
     }
 }
 
+/// Whether the operation may still start as policy stands now: `Some`
+/// reason to cancel it when its requester may no longer request it or its
+/// approvals no longer suffice (roles from platform groups change).
+///
+/// # Errors
+/// When the approvals cannot be read.
+async fn standing(
+    app: &App,
+    operation: &OperationRecord,
+    gate: &StartGate<'_>,
+) -> Result<Option<String>, StoreError> {
+    if !identity::has_personal_requester(operation) {
+        return Ok(None);
+    }
+    let requester = identity::requester_now(app, operation).await;
+    if policy::check_request(
+        gate.spec,
+        gate.action.env.as_ref(),
+        requester.as_ref(),
+        &app.config,
+    )
+    .is_err()
+    {
+        return Ok(Some(lapsed_requester(operation, gate)));
+    }
+    if operation.approvals_needed == 0 {
+        return Ok(None);
+    }
+    let approvals = app.store.approvals(operation.id).await?;
+    let lapsed = identity::lapsed_approvers(app, &approvals, &operation.approver_roles).await;
+    let view = policy::ApprovalView {
+        lapsed: &lapsed,
+        ..operation.approval_view(&approvals)
+    };
+    if view.is_approved() {
+        return Ok(None);
+    }
+    let names: Vec<String> = lapsed.iter().map(ToString::to_string).collect();
+    Ok(Some(format!(
+        "cancelled before it started: the approval of {} no longer counts (no longer holds an approver role), so it has {} of {} approvals; nothing was run — request it again",
+        names.join(", "),
+        view.count(),
+        view.needed
+    )))
+}
+
+/// Why an operation whose requester lost the role is cancelled.
+fn lapsed_requester(operation: &OperationRecord, gate: &StartGate<'_>) -> String {
+    let roles: Vec<String> = gate
+        .spec
+        .policy_for(gate.action.env.as_ref())
+        .map(|rule| rule.request.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    let place = gate
+        .action
+        .env
+        .as_ref()
+        .map(|env| format!(" in {env}"))
+        .unwrap_or_default();
+    format!(
+        "cancelled before it started: {} no longer holds role {} needed to request /{}{place}; nothing was run",
+        operation.requester,
+        roles.join(" or "),
+        operation.command
+    )
+}
+
 async fn try_start(
     app: &App,
     operation: &OperationRecord,
-    spec: &CommandSpec,
-    env: Option<&str>,
-    on_busy: OnBusy,
+    gate: &StartGate<'_>,
+    cancel: Option<&str>,
 ) -> Result<Start, StoreError> {
+    let (spec, env, on_busy) = (gate.spec, gate.env, gate.on_busy);
     let op_id = operation.id;
     let mut change = Change::begin(app).await?;
     let now = change.now();
@@ -290,6 +377,10 @@ async fn try_start(
     };
     if current.state != OpState::Approved || current.owner.as_deref() != Some(app.instance.as_str())
     {
+        return Ok(Start::Over);
+    }
+    if let Some(reason) = cancel {
+        end_before_start(change, &current, OpState::Cancelled, reason).await?;
         return Ok(Start::Over);
     }
     if let Some(env) = env {
@@ -320,14 +411,14 @@ async fn try_start(
                 change.commit().await?;
                 return Ok(Start::Waiting);
             }
-            end_before_start(change, &current, &busy_message(&holder)).await?;
+            end_before_start(change, &current, OpState::Failed, &busy_message(&holder)).await?;
             return Ok(Start::Over);
         }
         if !spec.allowed_during_hold
             && let Some(hold) = change.tx().hold(env, now).await?
         {
             change.tx().release_lock(env, op_id).await?;
-            end_before_start(change, &current, &held_message(&hold)).await?;
+            end_before_start(change, &current, OpState::Failed, &held_message(&hold)).await?;
             return Ok(Start::Over);
         }
     }
@@ -344,30 +435,26 @@ async fn try_start(
     Ok(Start::Running(Box::new(started)))
 }
 
-/// Fails an approved operation that cannot start (busy and not queueing,
-/// or held), in the change that found out.
+/// Ends an approved operation that cannot start, in the change that found
+/// out: failed when busy (and not queueing) or held, cancelled when policy
+/// no longer allows it.
 async fn end_before_start(
     mut change: Change<'_>,
     operation: &OperationRecord,
+    state: OpState,
     reason: &str,
 ) -> Result<(), StoreError> {
     let now = change.now();
     change
         .tx()
-        .set_state(
-            operation.id,
-            OpState::Approved,
-            OpState::Failed,
-            now,
-            Some(reason),
-        )
+        .set_state(operation.id, OpState::Approved, state, now, Some(reason))
         .await?;
     change
         .record_for(
             operation,
             DECKHAND_ACTOR,
             AuditEvent::Finished {
-                state: OpState::Failed,
+                state,
                 summary: reason.to_string(),
             },
         )

@@ -5,6 +5,12 @@
 //! ("too late: #N already started") or wins cleanly (the operation keeps
 //! waiting), across replicas too. An approved operation starts in the
 //! process that owns it: here, or in the owner's background loop.
+//!
+//! Approvals are counted by person: the roles of everyone who approved are
+//! looked up again (platform groups change) before each approval is
+//! counted, and an approver who lost the role no longer counts. The console
+//! acts only on operations requested from the console unless config allows
+//! more (`[console] cross_platform`).
 
 use std::sync::Arc;
 
@@ -12,8 +18,10 @@ use crate::app::App;
 use crate::audit::AuditEvent;
 use crate::events::Change;
 use crate::exec;
-use crate::policy::{self, OpState, Refusal};
-use crate::store::StoreError;
+use crate::identity;
+use crate::names::UserName;
+use crate::policy::{self, ApprovalView, OpState, Refusal};
+use crate::store::{NewApproval, OperationRecord, StoreError};
 
 use super::{Feedback, Sender};
 
@@ -28,8 +36,9 @@ pub async fn approve(
 ) -> Feedback {
     match try_approve(app, sender, op_id, presented_hash).await {
         Ok(Approval::Refused(feedback)) => feedback,
-        Ok(Approval::Counted { have, need }) => Feedback::applied(format!(
-            "you approved #{op_id} ({have} of {need} approvals)"
+        Ok(Approval::Counted { have, need, lapsed }) => Feedback::applied(format!(
+            "you approved #{op_id} ({have} of {need} approvals){}",
+            lapsed_text(&lapsed)
         )),
         Ok(Approval::Complete { runs_here }) => {
             if runs_here {
@@ -46,8 +55,58 @@ pub async fn approve(
 
 enum Approval {
     Refused(Feedback),
-    Counted { have: u32, need: u32 },
-    Complete { runs_here: bool },
+    Counted {
+        have: u32,
+        need: u32,
+        lapsed: Vec<UserName>,
+    },
+    Complete {
+        runs_here: bool,
+    },
+}
+
+/// `; bob's approval no longer counts: bob no longer holds role deployers`.
+fn lapsed_text(lapsed: &[UserName]) -> String {
+    match lapsed {
+        [] => String::new(),
+        [one] => {
+            format!("; {one}'s approval no longer counts: {one} no longer holds an approver role")
+        }
+        many => format!(
+            "; the approvals of {} no longer count: they no longer hold an approver role",
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// What policy needs to judge approvals of `operation`: who is listed, and
+/// whose approvals lapsed.
+fn view_of<'a>(
+    app: &App,
+    operation: &'a OperationRecord,
+    approvals: &'a [policy::ApprovalRecord],
+    lapsed: &'a [UserName],
+) -> ApprovalView<'a> {
+    ApprovalView {
+        requester_listed: identity::is_requester_listed(&app.config, operation),
+        lapsed,
+        unlisted_approvers: app.config.trust.unlisted_approvers,
+        ..operation.approval_view(approvals)
+    }
+}
+
+/// Whether the sender may act on the operation from where they are.
+fn check_reach(app: &App, sender: &Sender, operation: &OperationRecord) -> Result<(), Feedback> {
+    policy::check_reach(
+        operation.id,
+        operation.platform,
+        sender.platform,
+        app.config.trust.console.cross_platform,
+    )
+    .map_err(|error| Feedback::refused(error.to_string()))
 }
 
 async fn try_approve(
@@ -56,16 +115,29 @@ async fn try_approve(
     op_id: i64,
     presented_hash: Option<&str>,
 ) -> Result<Approval, StoreError> {
+    // The earlier approvers' roles are looked up before the change: that
+    // may ask the platform, which must not happen under the row lock.
+    let Some(before) = app.store.operation(op_id).await? else {
+        return Ok(Approval::Refused(no_such_operation(op_id)));
+    };
+    let earlier = app.store.approvals(op_id).await?;
+    let mut lapsed = identity::lapsed_approvers(app, &earlier, &before.approver_roles).await;
+    if let Some(user) = &sender.user {
+        lapsed.retain(|name| *name != user.name);
+    }
     let mut change = Change::begin(app).await?;
     let now = change.now();
     let Some(operation) = change.lock(op_id).await? else {
         return Ok(Approval::Refused(no_such_operation(op_id)));
     };
+    if let Err(refused) = check_reach(app, sender, &operation) {
+        return Ok(Approval::Refused(refused));
+    }
     let approvals = change.tx().approvals(op_id).await?;
     let hash = presented_hash.unwrap_or(&operation.params_hash).to_string();
     if let Err(error) = policy::check_approval(
-        &operation.approval_view(&approvals),
-        sender.user.as_ref(),
+        &view_of(app, &operation, &approvals, &lapsed),
+        sender.approver(),
         &hash,
         now,
     ) {
@@ -76,17 +148,25 @@ async fn try_approve(
             "you have no role in Deckhand",
         )));
     };
-    change
-        .tx()
-        .add_approval(op_id, &approver.name, &hash, sender.platform, now)
-        .await?;
+    let new_approval = NewApproval {
+        approver: &approver.name,
+        account: &sender.user_id,
+        platform: sender.platform,
+        params_hash: &hash,
+    };
+    change.tx().add_approval(op_id, &new_approval, now).await?;
     let approvals = change.tx().approvals(op_id).await?;
-    let view = operation.approval_view(&approvals);
-    let (have, need) = (view.count(), view.needed);
+    let view = view_of(app, &operation, &approvals, &lapsed);
+    let (have, need, complete_now) = (view.count(), view.needed, view.is_approved());
+    lapsed.retain(|name| {
+        approvals
+            .iter()
+            .any(|approval| approval.approver == *name && !approval.withdrawn)
+    });
     change
         .record_for(
             &operation,
-            approver.name.as_str(),
+            &sender.actor(),
             AuditEvent::Approved {
                 approver: approver.name.to_string(),
                 have,
@@ -94,14 +174,14 @@ async fn try_approve(
             },
         )
         .await?;
-    let complete = view.is_approved()
+    let complete = complete_now
         && change
             .tx()
             .set_state(op_id, OpState::Pending, OpState::Approved, now, None)
             .await?;
     change.commit().await?;
     if !complete {
-        return Ok(Approval::Counted { have, need });
+        return Ok(Approval::Counted { have, need, lapsed });
     }
     // The owner runs it; another replica's background loop is woken by the
     // change feed (or its next poll).
@@ -126,6 +206,9 @@ async fn try_reject(app: &App, sender: &Sender, op_id: i64) -> Result<Feedback, 
     let Some(operation) = change.lock(op_id).await? else {
         return Ok(no_such_operation(op_id));
     };
+    if let Err(refused) = check_reach(app, sender, &operation) {
+        return Ok(refused);
+    }
     let approvals = change.tx().approvals(op_id).await?;
     let refusal = match policy::check_rejection(
         &operation.approval_view(&approvals),
@@ -156,7 +239,9 @@ async fn try_reject(app: &App, sender: &Sender, op_id: i64) -> Result<Feedback, 
     {
         return Ok(Feedback::refused(format!("#{op_id} is no longer waiting")));
     }
-    change.record_for(&operation, &name, event).await?;
+    change
+        .record_for(&operation, &sender.actor(), event)
+        .await?;
     change.commit().await?;
     Ok(Feedback::applied(text))
 }
@@ -182,6 +267,9 @@ async fn try_withdraw(app: &App, sender: &Sender, op_id: i64) -> Result<Feedback
     let Some(operation) = change.lock(op_id).await? else {
         return Ok(no_such_operation(op_id));
     };
+    if let Err(refused) = check_reach(app, sender, &operation) {
+        return Ok(refused);
+    }
     let approvals = change.tx().approvals(op_id).await?;
     if let Err(error) = policy::check_withdrawal(&operation.approval_view(&approvals), user) {
         return Ok(Feedback::refused(error.to_string()));
@@ -198,7 +286,7 @@ async fn try_withdraw(app: &App, sender: &Sender, op_id: i64) -> Result<Feedback
     change
         .record_for(
             &operation,
-            user.name.as_str(),
+            &sender.actor(),
             AuditEvent::ApprovalWithdrawn {
                 approver: user.name.to_string(),
             },

@@ -116,6 +116,8 @@ pub async fn open_incident(
             params_hash: action.params_hash(),
             plan: plan.to_json(),
             requester: PAGERDUTY_REQUESTER.to_string(),
+            requester_id: None,
+            requester_os: None,
             platform: mapping.platform,
             channel: mapping.channel.clone(),
             state: OpState::Approved,

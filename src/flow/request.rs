@@ -182,9 +182,11 @@ async fn accept(
         command: command.clone(),
         env: action.env.as_ref().map(ToString::to_string),
         command_line,
-        params_hash: action.params_hash(),
+        params_hash: plan.bind(&action.params_hash()),
         plan: plan.to_json(),
         requester: requester.clone(),
+        requester_id: Some(sender.user_id.clone()),
+        requester_os: sender.os_user.clone(),
         platform: sender.platform,
         channel: sender.channel.clone(),
         state: if needs_approval {
@@ -269,7 +271,7 @@ async fn audit_refusal(
 
 fn context_of_sender(sender: &Sender, command: &str, env: &str, op_id: i64) -> AuditContext {
     AuditContext {
-        actor: sender.name(),
+        actor: sender.actor(),
         platform: sender.platform,
         channel: sender.channel.clone(),
         command: command.to_string(),

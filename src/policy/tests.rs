@@ -126,6 +126,8 @@ fn record(approver: &str, hash: &str, withdrawn: bool) -> ApprovalRecord {
         approver: UserName::new(approver),
         params_hash: hash.to_string(),
         withdrawn,
+        platform: Platform::Slack,
+        account: None,
     }
 }
 
@@ -148,10 +150,19 @@ fn approval_matrix() {
         approver_roles: &roles,
         approvals: &[],
         queued: false,
+        requester_platform: Platform::Slack,
+        requester_listed: true,
+        lapsed: &[],
+        unlisted_approvers: false,
     };
     let check = |view: &ApprovalView<'_>, who: Option<&str>, hash: &str, at, expected: &str| {
         let approver = who.map(|name| user(&config, name));
-        let actual = match check_approval(view, approver.as_ref(), hash, at) {
+        let approver = approver.as_ref().map(|user| Approver {
+            user,
+            platform: Platform::Slack,
+            listed: true,
+        });
+        let actual = match check_approval(view, approver, hash, at) {
             Ok(()) => "ok".to_string(),
             Err(error) => error.to_string(),
         };
@@ -217,6 +228,115 @@ fn approval_matrix() {
     );
 }
 
+/// Approvals by people config cannot tell apart from the requester.
+#[test]
+fn unlisted_accounts_may_not_approve_unless_config_opts_in() {
+    let (config, _) = shipped();
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .single()
+        .expect("valid time");
+    let roles = [RoleName::new("deployers")];
+    let listed_requester = ApprovalView {
+        op_id: 5,
+        state: OpState::Pending,
+        requester: "alice",
+        params_hash: "h1",
+        expires_at: None,
+        needed: 1,
+        approver_roles: &roles,
+        approvals: &[],
+        queued: false,
+        requester_platform: Platform::Slack,
+        requester_listed: true,
+        lapsed: &[],
+        unlisted_approvers: false,
+    };
+    let unlisted_requester = ApprovalView {
+        requester: "slack:U0GROUP01",
+        requester_listed: false,
+        ..listed_requester.clone()
+    };
+    let group_member = User {
+        name: UserName::new("discord:100000000000000009"),
+        roles: vec![RoleName::new("deployers")],
+        console: None,
+        slack: None,
+        discord: None,
+    };
+    let bob = user(&config, "bob");
+    let bob_without_slack = User {
+        slack: None,
+        ..bob.clone()
+    };
+    let cases: [(&ApprovalView<'_>, &User, Platform, bool, &str); 5] = [
+        (&listed_requester, &bob, Platform::Discord, true, "ok"),
+        (
+            &listed_requester,
+            &group_member,
+            Platform::Discord,
+            false,
+            "you hold your role only through a discord group and config does not list your discord account, so you may request but not approve #5; ask an admin to add your discord id to [[users]] in config/deckhand.toml",
+        ),
+        (&unlisted_requester, &bob, Platform::Discord, true, "ok"),
+        (
+            &unlisted_requester,
+            &bob_without_slack,
+            Platform::Discord,
+            true,
+            "#5 was requested by slack:U0GROUP01, a slack account config does not list, and config lists no slack account of yours, so it cannot tell you from the requester; someone listed with a slack id must approve",
+        ),
+        (
+            &ApprovalView {
+                unlisted_approvers: true,
+                ..listed_requester.clone()
+            },
+            &group_member,
+            Platform::Discord,
+            false,
+            "ok",
+        ),
+    ];
+    for (view, approver, platform, listed, expected) in cases {
+        let approver = Approver {
+            user: approver,
+            platform,
+            listed,
+        };
+        let actual = match check_approval(view, Some(approver), "h1", now) {
+            Ok(()) => "ok".to_string(),
+            Err(error) => error.to_string(),
+        };
+        assert_eq!(actual, expected, "{} approving", approver.user.name);
+    }
+}
+
+#[test]
+fn the_console_acts_on_other_platforms_operations_only_when_allowed() {
+    let cases = [
+        (Platform::Console, Platform::Console, false, "ok"),
+        (Platform::Slack, Platform::Slack, false, "ok"),
+        (Platform::Console, Platform::Slack, false, "ok"),
+        (
+            Platform::Slack,
+            Platform::Console,
+            false,
+            "#3 was requested from slack; the console acts only on operations requested from the console ([console] cross_platform is off)",
+        ),
+        (Platform::Slack, Platform::Console, true, "ok"),
+    ];
+    for (requested_on, acting_from, allowed, expected) in cases {
+        let actual = match check_reach(3, requested_on, acting_from, allowed) {
+            Ok(()) => "ok".to_string(),
+            Err(error) => error.to_string(),
+        };
+        assert_eq!(
+            actual, expected,
+            "{requested_on} acted on from {acting_from}"
+        );
+    }
+}
+
 #[test]
 fn counts_distinct_current_approvals_for_the_exact_parameters() {
     let roles = [RoleName::new("dba")];
@@ -237,6 +357,10 @@ fn counts_distinct_current_approvals_for_the_exact_parameters() {
         approver_roles: &roles,
         approvals: &approvals,
         queued: false,
+        requester_platform: Platform::Slack,
+        requester_listed: true,
+        lapsed: &[],
+        unlisted_approvers: false,
     };
     assert_eq!(
         view.count(),
@@ -244,6 +368,16 @@ fn counts_distinct_current_approvals_for_the_exact_parameters() {
         "carol once; dave withdrew; bob approved other parameters; alice is the requester"
     );
     assert!(!view.is_approved());
+    let lapsed = [UserName::new("carol")];
+    let carol_lost_the_role = ApprovalView {
+        lapsed: &lapsed,
+        ..view
+    };
+    assert_eq!(
+        carol_lost_the_role.count(),
+        0,
+        "an approver who lost the role no longer counts"
+    );
 }
 
 #[test]
@@ -265,6 +399,10 @@ fn rejection_and_withdrawal() {
         approver_roles: &roles,
         approvals: &approvals,
         queued: false,
+        requester_platform: Platform::Slack,
+        requester_listed: true,
+        lapsed: &[],
+        unlisted_approvers: false,
     };
     assert_eq!(
         check_rejection(&view, Some(&user(&config, "bob")), now),

@@ -31,7 +31,7 @@ pub use incidents::IncidentRecord;
 pub use intents::StepIntent;
 pub use locks::{Hold, HoldKind, LockHolder, LockOutcome};
 pub use notify::ChangeFeed;
-pub use operations::{NewOperation, OperationRecord, StepRecord};
+pub use operations::{NewApproval, NewOperation, OperationRecord, StepRecord};
 pub use ownership::Published;
 pub use releases::{NewRelease, Release};
 pub use transaction::Tx;

@@ -30,6 +30,11 @@ pub struct OperationRecord {
     pub plan: String,
     /// Who asked: a Deckhand user name.
     pub requester: String,
+    /// Their account on `platform` (the console: the console name they
+    /// acted as); `None` for rows older than accounts.
+    pub requester_id: Option<String>,
+    /// The operating-system user behind a console request.
+    pub requester_os: Option<String>,
     /// Where they asked from.
     pub platform: Platform,
     /// The channel the operation's message lives in.
@@ -61,7 +66,8 @@ pub struct OperationRecord {
 }
 
 impl OperationRecord {
-    /// What policy needs of this operation and its approvals.
+    /// What policy needs of this operation and its approvals; who is
+    /// listed and whose approvals lapsed are the caller's to fill in.
     pub fn approval_view<'a>(&'a self, approvals: &'a [ApprovalRecord]) -> ApprovalView<'a> {
         ApprovalView {
             op_id: self.id,
@@ -73,6 +79,12 @@ impl OperationRecord {
             approver_roles: &self.approver_roles,
             approvals,
             queued: self.queued_at.is_some(),
+            requester_platform: self.platform,
+            // Callers that check approvals set these from config and from
+            // the approvers' roles now.
+            requester_listed: true,
+            lapsed: &[],
+            unlisted_approvers: false,
         }
     }
 }
@@ -92,6 +104,10 @@ pub struct NewOperation {
     pub plan: String,
     /// Who asked.
     pub requester: String,
+    /// Their account on `platform`; `None` for PagerDuty.
+    pub requester_id: Option<String>,
+    /// The operating-system user behind a console request.
+    pub requester_os: Option<String>,
     /// From where.
     pub platform: Platform,
     /// The channel.
@@ -106,6 +122,19 @@ pub struct NewOperation {
     pub created_at: DateTime<Utc>,
     /// When the request expires.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An approval to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewApproval<'a> {
+    /// The person.
+    pub approver: &'a UserName,
+    /// Their account on `platform`.
+    pub account: &'a str,
+    /// Where they approved from.
+    pub platform: Platform,
+    /// The parameters hash they approved.
+    pub params_hash: &'a str,
 }
 
 /// One journaled step.
@@ -129,7 +158,7 @@ pub struct StepRecord {
 
 macro_rules! operation_columns {
     () => {
-        "id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, started_at, finished_at, outcome, owner, lease_until, revision, queued_at"
+        "id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, started_at, finished_at, outcome, owner, lease_until, revision, queued_at, requester_id, requester_os"
     };
 }
 
@@ -150,6 +179,8 @@ pub(super) fn read_operation(row: &AnyRow) -> Result<OperationRecord, StoreError
         params_hash: column(row, "params_hash")?,
         plan: column(row, "plan")?,
         requester: column(row, "requester")?,
+        requester_id: column(row, "requester_id")?,
+        requester_os: column(row, "requester_os")?,
         platform: Platform::from_name(&platform).ok_or(StoreError::Corrupt {
             what: "platform",
             value: platform.clone(),
@@ -190,8 +221,8 @@ pub(super) async fn insert(
         .map(RoleName::as_str)
         .collect();
     sqlx::query(
-        "INSERT INTO operations (id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, owner, lease_until, revision, dirty) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, 1)",
+        "INSERT INTO operations (id, command, env, command_line, params_hash, plan, requester, platform, channel, state, approvals_needed, approver_roles, created_at, expires_at, owner, lease_until, revision, dirty, requester_id, requester_os) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, 1, $17, $18)",
     )
     .bind(id)
     .bind(&operation.command)
@@ -209,6 +240,8 @@ pub(super) async fn insert(
     .bind(operation.expires_at.map(to_text))
     .bind(&lease.owner)
     .bind(to_text(lease.until))
+    .bind(operation.requester_id.as_deref())
+    .bind(operation.requester_os.as_deref())
     .execute(&mut *connection)
     .await
     .map_err(query_error("recording an operation"))?;
@@ -348,20 +381,19 @@ pub(super) async fn finish_step(
 pub(super) async fn add_approval(
     connection: &mut AnyConnection,
     op_id: i64,
-    approver: &UserName,
-    params_hash: &str,
-    platform: Platform,
+    approval: &NewApproval<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO approvals (op_id, approver, params_hash, platform, created_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (op_id, approver) DO UPDATE SET params_hash = $3, platform = $4, created_at = $5, withdrawn_at = NULL",
+        "INSERT INTO approvals (op_id, approver, params_hash, platform, created_at, approver_id) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (op_id, approver) DO UPDATE SET params_hash = $3, platform = $4, created_at = $5, withdrawn_at = NULL, approver_id = $6",
     )
     .bind(op_id)
-    .bind(approver.as_str())
-    .bind(params_hash)
-    .bind(platform.as_str())
+    .bind(approval.approver.as_str())
+    .bind(approval.params_hash)
+    .bind(approval.platform.as_str())
     .bind(to_text(now))
+    .bind(approval.account)
     .execute(&mut *connection)
     .await
     .map_err(query_error("recording an approval"))?;
@@ -393,7 +425,7 @@ pub(super) async fn approvals(
     op_id: i64,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
     let rows = sqlx::query(
-        "SELECT approver, params_hash, withdrawn_at FROM approvals WHERE op_id = $1 ORDER BY created_at, approver",
+        "SELECT approver, params_hash, withdrawn_at, platform, approver_id FROM approvals WHERE op_id = $1 ORDER BY created_at, approver",
     )
     .bind(op_id)
     .fetch_all(&mut *connection)
@@ -403,10 +435,16 @@ pub(super) async fn approvals(
         .map(|row| {
             let approver: String = column(row, "approver")?;
             let withdrawn_at: Option<String> = column(row, "withdrawn_at")?;
+            let platform: String = column(row, "platform")?;
             Ok(ApprovalRecord {
                 approver: UserName::new(approver),
                 params_hash: column(row, "params_hash")?,
                 withdrawn: withdrawn_at.is_some(),
+                platform: Platform::from_name(&platform).ok_or(StoreError::Corrupt {
+                    what: "platform",
+                    value: platform.clone(),
+                })?,
+                account: column(row, "approver_id")?,
             })
         })
         .collect()

@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 
 use super::{
-    AuditEntry, ChainMac, IncidentRecord, Lease, LockOutcome, NewAuditEntry, NewOperation,
-    OperationRecord, Store, StoreError, audit_log, deliveries, incidents, locks, notify,
-    operations, query_error,
+    AuditEntry, ChainMac, IncidentRecord, Lease, LockOutcome, NewApproval, NewAuditEntry,
+    NewOperation, OperationRecord, Store, StoreError, audit_log, deliveries, incidents, locks,
+    notify, operations, query_error,
 };
-use crate::names::{Platform, UserName};
+use crate::names::UserName;
 use crate::policy::{ApprovalRecord, OpState};
 
 /// An open store transaction. Dropped without `commit`, it rolls back.
@@ -173,20 +173,10 @@ impl Tx {
     pub async fn add_approval(
         &mut self,
         op_id: i64,
-        approver: &UserName,
-        params_hash: &str,
-        platform: Platform,
+        approval: &NewApproval<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        operations::add_approval(
-            &mut self.transaction,
-            op_id,
-            approver,
-            params_hash,
-            platform,
-            now,
-        )
-        .await
+        operations::add_approval(&mut self.transaction, op_id, approval, now).await
     }
 
     /// Withdraws an approval; false when there was none.

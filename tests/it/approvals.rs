@@ -268,3 +268,82 @@ async fn a_hold_lapses_at_its_expiry_and_the_lapse_is_audited() {
     );
     app.wait_idle().await;
 }
+
+/// alice is listed with her Slack account only; her Discord account holds
+/// `dba` through a guild role. Config cannot tell that account is hers, so
+/// it may request but not approve: she cannot approve her own Slack request
+/// from Discord.
+#[tokio::test]
+async fn one_person_cannot_approve_their_own_request_from_another_platform() {
+    let workspace = Workspace::with_config(|text| {
+        text.replace("discord = \"100000000000000001\"\n", "")
+            .replace("slack = \"U0DAVE001\"\n", "")
+            .replace(
+                "[roles.dba]\n",
+                "[roles.dba]\ndiscord_roles = [\"200000000000000001\"]\n",
+            )
+            .replace(
+                "[roles.deployers]\n",
+                "[roles.deployers]\nslack_usergroups = [\"S0DEPLOY01\"]\n",
+            )
+    });
+    let app = workspace.app().await;
+    let request = deckhand::chat::Request {
+        platform: Platform::Slack,
+        user_id: "U0ALICE01".to_string(),
+        channel: "C0DEPLOYS1".to_string(),
+        text: "/rollback-db staging".to_string(),
+        delivery_id: None,
+        groups: Vec::new(),
+    };
+    let Answer::Accepted { op_id } = flow::handle_request(&app, request).await else {
+        panic!("alice may request a database rollback");
+    };
+    let alice_on_discord = Sender::identify(&app, Platform::Discord, "100000000000000001", "1")
+        .with_groups(&app, &["200000000000000001".to_string()]);
+    let feedback = flow::approve(&app, &alice_on_discord, op_id, None).await;
+    assert_eq!(
+        (feedback.applied, feedback.text.as_str()),
+        (
+            false,
+            format!("you hold your role only through a discord group and config does not list your discord account, so you may request but not approve #{op_id}; ask an admin to add your discord id to [[users]] in config/deckhand.toml").as_str()
+        )
+    );
+
+    // The other way round: someone known on Slack only through a user group
+    // requests, and an approver config lists without a Slack account cannot
+    // be told apart from them.
+    let request = deckhand::chat::Request {
+        platform: Platform::Slack,
+        user_id: "U0GROUP01".to_string(),
+        channel: "C0DEPLOYS1".to_string(),
+        text: "/rollback-db staging".to_string(),
+        delivery_id: None,
+        groups: vec!["S0DEPLOY01".to_string()],
+    };
+    let Answer::Accepted { op_id: second } = flow::handle_request(&app, request).await else {
+        panic!("a deployer by user group may request");
+    };
+    let dave_on_discord = Sender::identify(&app, Platform::Discord, "100000000000000004", "1");
+    let feedback = flow::approve(&app, &dave_on_discord, second, None).await;
+    assert_eq!(
+        (feedback.applied, feedback.text),
+        (
+            false,
+            format!(
+                "#{second} was requested by slack:U0GROUP01, a slack account config does not list, and config lists no slack account of yours, so it cannot tell you from the requester; someone listed with a slack id must approve"
+            )
+        )
+    );
+    let frank_on_slack = Sender::identify(&app, Platform::Slack, "U0FRANK01", "C0DEPLOYS1");
+    let feedback = flow::approve(&app, &frank_on_slack, second, None).await;
+    assert_eq!(
+        (feedback.applied, feedback.text),
+        (true, format!("you approved #{second} (1 of 2 approvals)"))
+    );
+    assert_eq!(
+        app.store.approvals(op_id).await.expect("approvals").len(),
+        0,
+        "nothing was counted for alice's own request"
+    );
+}

@@ -630,7 +630,7 @@ async fn an_unkeyed_log_keeps_verifying_after_a_key_is_set() {
 
 #[test]
 fn check_warns_about_missing_keys_and_refuses_bad_ones() {
-    let workspace = Workspace::shipped();
+    let workspace = Workspace::with_config(without_impersonation);
     let output = workspace.run(&["check"], "");
     assert_eq!(stdout(&output), "ok: 15 commands, 2 environments\n");
     assert_eq!(
@@ -681,6 +681,7 @@ fn keygen_makes_keys_that_check_accepts_without_warnings() {
     let public_line = value_of("# checkpoint_public_keys = ");
     assert_ne!(chain_key, seed);
     let workspace = Workspace::with_config(|config| {
+        let config = without_impersonation(config);
         format!("{config}\n[audit]\ncheckpoint_public_keys = {public_line}\n")
     });
     let env = [
@@ -835,4 +836,10 @@ async fn refusals_of_people_with_no_role_reach_the_audit_channel_as_one_summary(
     );
     app.request_shutdown();
     app.store.close().await;
+}
+
+/// The shipped config with the console's impersonation off, as shipped, so
+/// `check` has nothing to say about it.
+fn without_impersonation(config: String) -> String {
+    format!("{config}\n[console]\nimpersonation = false\n")
 }

@@ -111,3 +111,37 @@ fn broken_command_file_is_reported_with_file_and_line() {
     );
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn check_warns_about_group_only_identities_and_refuses_an_id_given_to_two_people() {
+    let workspace = Workspace::with_config(|text| {
+        text.replace(
+            "[roles.dba]\n",
+            "[roles.dba]\ndiscord_roles = [\"200000000000000001\"]\n",
+        )
+    });
+    let output = workspace.run(&["check"], "");
+    assert!(output.status.success(), "{}", stdout(&output));
+    let warnings = String::from_utf8_lossy(&output.stderr);
+    for warning in [
+        "warning: people who hold role dba only through a Slack user group or Discord role, without a [[users]] entry for that account, may request but not approve",
+        "warning: [console] impersonation = true: whoever runs deckhand console against this store may act as any configured person",
+    ] {
+        assert!(
+            warnings.contains(warning),
+            "missing {warning:?} in:\n{warnings}"
+        );
+    }
+
+    let workspace = Workspace::with_config(|text| {
+        text.replace("slack = \"U0BOB0001\"", "slack = \"U0ALICE01\"")
+    });
+    let output = workspace.run(&["check"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output)
+            .contains("users[1].slack: slack \"U0ALICE01\" is already given to another user"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -83,13 +83,111 @@ fn holds_refuse_deploys_until_unlocked() {
     }
     let audit = workspace.run(&["audit", "list", "--env", "staging"], "");
     let audit = stdout(&audit);
+    let me = os_user();
     for event in [
-        "alice held /lock staging",
-        "alice refused /deploy staging",
-        "alice released /unlock staging",
+        format!("alice (os:{me}) held /lock staging"),
+        format!("alice (os:{me}) refused /deploy staging"),
+        format!("alice (os:{me}) released /unlock staging"),
     ] {
-        assert!(audit.contains(event), "missing {event:?} in:\n{audit}");
+        assert!(audit.contains(&event), "missing {event:?} in:\n{audit}");
     }
     let verify = workspace.run(&["audit", "verify"], "");
     assert!(stdout(&verify).starts_with("ok: "), "{}", stdout(&verify));
+}
+
+/// The operating-system user running the tests, as the console sees it.
+fn os_user() -> String {
+    deckhand::identity::os_user().expect("the test user has a passwd entry")
+}
+
+#[test]
+fn the_console_is_the_os_user_and_acts_as_others_only_when_config_allows() {
+    let me = os_user();
+    let workspace = Workspace::with_config(|text| {
+        format!(
+            "{}\n[console]\nimpersonation = false\n",
+            text.replace("console = \"alice\"", &format!("console = \"{me}\""))
+        )
+    });
+    let output = workspace.run(&["console"], "/lock staging \"freeze\" --for 1h\n:as bob\n");
+    let text = stdout(&output);
+    for fragment in [
+        "✅ Lock #1 · staging freeze --for 1h · @alice",
+        &format!(
+            "[only you] ✗ cannot act as \"bob\": [console] impersonation is off, so the console acts as the operating-system user running it ({me}, mapped through [[users]] console = \"{me}\")"
+        ),
+    ] {
+        assert!(text.contains(fragment), "missing {fragment:?} in:\n{text}");
+    }
+    let refused = workspace.run(&["console", "--as", "bob"], "/unlock staging\n");
+    assert!(!refused.status.success(), "--as is refused");
+    let errors = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        errors.contains("cannot act as \"bob\": [console] impersonation is off"),
+        "{errors}"
+    );
+    let audit = stdout(&workspace.run(&["audit", "list"], ""));
+    assert!(
+        audit.contains(&format!("alice (os:{me}) held /lock staging")),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("released"),
+        "bob unlocked nothing:\n{audit}"
+    );
+}
+
+#[test]
+fn an_impersonating_console_names_the_os_user_in_every_audit_entry() {
+    let me = os_user();
+    let workspace = Workspace::shipped();
+    let script = "/rollback-db staging\n:as dave\n:approve 1\n:withdraw 1\n:as frank\n:reject 1\n";
+    let output = workspace.run(&["console", "--as", "carol"], script);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let audit = stdout(&workspace.run(&["audit", "list"], ""));
+    for entry in [
+        format!("carol (os:{me}) requested /rollback-db staging op #1"),
+        format!("dave (os:{me}) approved /rollback-db staging op #1"),
+        format!("dave (os:{me}) approval-withdrawn /rollback-db staging op #1"),
+        format!("frank (os:{me}) rejected /rollback-db staging op #1"),
+    ] {
+        assert!(audit.contains(&entry), "missing {entry:?} in:\n{audit}");
+    }
+}
+
+#[tokio::test]
+async fn the_console_acts_on_slack_operations_only_when_config_allows() {
+    let request = deckhand::chat::Request {
+        platform: deckhand::names::Platform::Slack,
+        user_id: "U0CAROL01".to_string(),
+        channel: "C0DEPLOYS1".to_string(),
+        text: "/rollback-db staging".to_string(),
+        delivery_id: None,
+        groups: Vec::new(),
+    };
+    for (cross_platform, expected) in [
+        (
+            false,
+            "[only you] ✗ #1 was requested from slack; the console acts only on operations requested from the console ([console] cross_platform is off)",
+        ),
+        (true, "[only you] ✓ you approved #1 (1 of 2 approvals)"),
+    ] {
+        let workspace = Workspace::with_config(|text| {
+            format!("{text}\n[console]\nimpersonation = true\ncross_platform = {cross_platform}\n")
+        });
+        let app = workspace.app().await;
+        let answer = deckhand::flow::handle_request(&app, request.clone()).await;
+        assert_eq!(answer, deckhand::chat::Answer::Accepted { op_id: 1 });
+        app.store.close().await;
+        let output = workspace.run(&["console", "--as", "dave"], ":approve 1\n");
+        let text = stdout(&output);
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        let app = workspace.app().await;
+        let approvals = app.store.approvals(1).await.expect("the store answers");
+        assert_eq!(
+            approvals.len(),
+            usize::from(cross_platform),
+            "{approvals:?}"
+        );
+    }
 }

@@ -684,8 +684,9 @@ async fn approval_rules_hold_for_buttons_reactions_and_guild_roles() {
         not_a_request.content()
     );
 
-    // Someone config does not list, holding the guild role mapped to dba,
-    // approves with the button.
+    // Someone config does not list, holding the guild role mapped to dba:
+    // config cannot tell whether that account is alice's own, so the press
+    // is refused and nothing is counted.
     let frank_press = button(&approve, &pending.id, &GUILD_DBA);
     peer.dispatch("INTERACTION_CREATE", frank_press.clone());
     let answer = wait_for("the answer to frank's press", DEADLINE, || {
@@ -696,17 +697,21 @@ async fn approval_rules_hold_for_buttons_reactions_and_guild_roles() {
     .await;
     assert_eq!(answer.body["data"]["flags"], 64);
     assert!(
-        answer.body["data"]["content"]
-            .as_str()
-            .is_some_and(|text| text.starts_with("✅ you approved")),
+        answer.body["data"]["content"].as_str().is_some_and(|text| text.contains(
+            "you hold your role only through a discord group and config does not list your discord account, so you may request but not approve"
+        )),
         "{:#}",
         answer.body
     );
-    let approved = wait_for_status(&peer, &token, "awaiting approval: 1 of 2", DEADLINE).await;
     assert!(
-        format!("{:#}", approved.latest()).contains(&format!("@discord:{}", GUILD_DBA.id)),
-        "{:#}",
-        approved.latest()
+        bot.app
+            .store
+            .approvals(op_id)
+            .await
+            .expect("the store answers")
+            .iter()
+            .all(|approval| approval.withdrawn),
+        "nothing was counted"
     );
 
     // A rejection by an approver ends it; the buttons go.
@@ -1223,4 +1228,229 @@ async fn wait_for_ready_body(client: &reqwest::Client, port: u16) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("/health/ready never listed chat:discord");
+}
+
+/// POSTs `body` signed with the test key at `timestamp` (unix seconds).
+async fn post_signed_at(url: &str, body: &[u8], timestamp: i64) -> reqwest::Response {
+    let timestamp = timestamp.to_string();
+    let signature = sign_interaction(DISCORD_PRIVATE_SEED_HEX, &timestamp, body);
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("X-Signature-Ed25519", signature)
+        .header("X-Signature-Timestamp", timestamp)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the endpoint answers")
+}
+
+#[tokio::test]
+async fn the_endpoint_refuses_genuine_interactions_older_or_newer_than_five_minutes() {
+    let peer = DiscordPeer::start().await;
+    let workspace = Workspace::with_config(|text| configure(text, &peer, "http"));
+    let bot = Bot::start(&workspace).await;
+    let url = bot.interactions_url();
+    let ping = serde_json::to_vec(&fixture_json("discord/interaction_ping.json")).expect("JSON");
+    let now = now_unix();
+    for (timestamp, status) in [
+        // Margins of a minute: the endpoint reads its own clock later.
+        (now - 365 * 24 * 3600, 401),
+        (now - 360, 401),
+        (now + 360, 401),
+        (now + 365 * 24 * 3600, 401),
+        (now - 240, 200),
+        (now + 240, 200),
+    ] {
+        let response = post_signed_at(&url, &ping, timestamp).await;
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "a PING signed {} s from now",
+            timestamp - now
+        );
+    }
+    let lock = command(
+        "lock",
+        &[("env", json!("staging")), ("reason", json!("freeze"))],
+        &ALICE,
+    );
+    let body = serde_json::to_vec(&lock).expect("JSON");
+    let stale = post_signed_at(&url, &body, now - 3600).await;
+    assert_eq!(stale.status().as_u16(), 401);
+    assert!(
+        peer.interaction_callbacks().is_empty(),
+        "nothing was answered"
+    );
+    let operations = bot
+        .app
+        .store
+        .recent_operations(None, 10)
+        .await
+        .expect("the store answers");
+    assert!(operations.is_empty(), "nothing happened: {operations:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_approve_press_changes_nothing_after_its_author_withdrew() {
+    let peer = DiscordPeer::start().await;
+    let workspace = Workspace::with_config(|text| configure(text, &peer, "http"));
+    let bot = Bot::start(&workspace).await;
+    let url = bot.interactions_url();
+    let request = command("rollback-db", &[("env", json!("staging"))], &ALICE);
+    let token = token_of(&request);
+    let body = serde_json::to_vec(&request).expect("JSON");
+    assert_eq!(
+        post_interaction(&url, &body, None).await.status().as_u16(),
+        202
+    );
+    let pending = wait_for_status(&peer, &token, "awaiting approval: 0 of 2", DEADLINE).await;
+    let op_id = op_id_of_message(&bot.app, &pending.id).await;
+    let approve = pending.latest()["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .expect("an Approve button")
+        .to_string();
+
+    // carol presses Approve; someone captures the signed delivery.
+    let press = serde_json::to_vec(&button(&approve, &pending.id, &CAROL)).expect("JSON");
+    let pressed_at = now_unix();
+    assert_eq!(
+        post_signed_at(&url, &press, pressed_at)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+    wait_for_status(&peer, &token, "awaiting approval: 1 of 2", DEADLINE).await;
+
+    // carol withdraws her approval.
+    let carol = flow::Sender::identify(
+        &bot.app,
+        Platform::Discord,
+        CAROL.id,
+        &DISCORD_CHANNEL_ID.to_string(),
+    );
+    let withdrawn = flow::withdraw(&bot.app, &carol, op_id).await;
+    assert!(withdrawn.applied, "{}", withdrawn.text);
+    wait_for_status(&peer, &token, "awaiting approval: 0 of 2", DEADLINE).await;
+
+    // The captured press, replayed within the window, is taken as a
+    // delivery but changes nothing and gets no answer.
+    let n_callbacks = peer.interaction_callbacks().len();
+    assert_eq!(
+        post_signed_at(&url, &press, pressed_at)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+    // dave presses afterwards: his press counts on its own.
+    let dave = Person {
+        id: "100000000000000004",
+        name: "dave",
+        roles: &[],
+    };
+    let dave_press = button(&approve, &pending.id, &dave);
+    let dave_token = token_of(&dave_press);
+    let dave_body = serde_json::to_vec(&dave_press).expect("JSON");
+    assert_eq!(
+        post_interaction(&url, &dave_body, None)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+    wait_for("the answer to dave's press", DEADLINE, || {
+        peer.interaction_callbacks()
+            .into_iter()
+            .find(|callback| callback.token == dave_token)
+    })
+    .await;
+    wait_for_status(&peer, &token, "awaiting approval: 1 of 2", DEADLINE).await;
+    let approvals = bot.app.store.approvals(op_id).await.expect("approvals");
+    let live: Vec<&str> = approvals
+        .iter()
+        .filter(|approval| !approval.withdrawn)
+        .map(|approval| approval.approver.as_str())
+        .collect();
+    assert_eq!(
+        live,
+        ["dave"],
+        "carol's replayed press did not approve again"
+    );
+    assert_eq!(state_of(&bot.app, op_id).await, OpState::Pending);
+    let audit = bot.app.store.audit_entries(None, 100).await.expect("audit");
+    let carol_approvals = audit
+        .iter()
+        .filter(|stored| stored.entry.actor == "carol" && stored.entry.event == "approved")
+        .count();
+    assert_eq!(
+        carol_approvals, 1,
+        "the replay was not audited as an approval"
+    );
+    assert_eq!(
+        peer.interaction_callbacks().len(),
+        n_callbacks + 1,
+        "the replay got no answer; dave's press did"
+    );
+}
+
+#[tokio::test]
+async fn interactions_from_a_guild_config_does_not_serve_are_refused_and_audited() {
+    let peer = DiscordPeer::start().await;
+    let workspace = Workspace::with_config(|text| configure(text, &peer, "http"));
+    let bot = Bot::start(&workspace).await;
+    let url = bot.interactions_url();
+    let mut lock = command(
+        "lock",
+        &[("env", json!("staging")), ("reason", json!("freeze"))],
+        &ALICE,
+    );
+    lock["guild_id"] = json!("1999999999999999999");
+    let token = token_of(&lock);
+    let body = serde_json::to_vec(&lock).expect("JSON");
+    assert_eq!(
+        post_interaction(&url, &body, None).await.status().as_u16(),
+        202
+    );
+    let answer = wait_for("the refusal", DEADLINE, || {
+        peer.interaction_callbacks()
+            .into_iter()
+            .find(|callback| callback.token == token)
+    })
+    .await;
+    assert_eq!(answer.body["data"]["flags"], 64, "only the sender sees it");
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .is_some_and(|text| text.contains(
+                "this Deckhand serves only the Discord servers its config lists; nothing was done"
+            )),
+        "{:#}",
+        answer.body
+    );
+    let audit = bot.app.store.audit_entries(None, 10).await.expect("audit");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (audit[0].entry.event.as_str(), audit[0].entry.actor.as_str()),
+        ("refused", "alice")
+    );
+    let operations = bot
+        .app
+        .store
+        .recent_operations(None, 10)
+        .await
+        .expect("the store answers");
+    assert!(
+        operations.is_empty(),
+        "nothing else happened: {operations:?}"
+    );
+    assert!(
+        bot.app
+            .store
+            .hold("staging", bot.app.now())
+            .await
+            .expect("the store answers")
+            .is_none()
+    );
 }

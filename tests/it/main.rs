@@ -21,3 +21,4 @@ mod replicas;
 mod rotate;
 mod serve;
 mod slack;
+mod trust;

@@ -40,6 +40,7 @@ pub(crate) const BOB: &str = "U0BOB0001";
 const CAROL: &str = "U0CAROL01";
 const DAVE: &str = "U0DAVE001";
 const ERIN: &str = "U0ERIN001";
+const FRANK: &str = "U0FRANK01";
 /// Not in config; holds `dba` through the user group `S0DBA00001`.
 const GRACE: &str = "U0GRACE01";
 const DBA_GROUP: &str = "S0DBA00001";
@@ -92,6 +93,19 @@ impl Harness {
         let mut harness = Harness::connect(mode, peer, app).await;
         harness._workspace = Some(workspace);
         harness._commands = commands;
+        harness
+    }
+
+    /// Starts like [`Harness::start`] with the finished config passed
+    /// through `edit`.
+    async fn start_edited(mode: Mode, edit: impl FnOnce(String) -> String) -> Harness {
+        let peer = SlackPeer::start().await;
+        let api_url = peer.api_url();
+        let workspace =
+            Workspace::with_config(move |text| edit(isolated_slack_config(text, mode, &api_url)));
+        let app = workspace.app().await;
+        let mut harness = Harness::connect(mode, peer, app).await;
+        harness._workspace = Some(workspace);
         harness
     }
 
@@ -661,10 +675,21 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
     assert!(approved.text().contains("1 of 2"), "{}", approved.text());
     assert_eq!(harness.state_of(op_id).await, OpState::Pending);
 
-    // The second approval comes from a user group member config does not
-    // list: the group grants the role.
+    // A user group member config does not list holds the role through the
+    // group, but config cannot tell whether that account is carol's own:
+    // they may request, not approve.
     harness.check_mark(GRACE, &message.ts).await;
-    harness.wait_for_ephemeral(GRACE, "it starts now").await;
+    harness
+        .wait_for_ephemeral(
+            GRACE,
+            "✗ you hold your role only through a slack group and config does not list your slack account",
+        )
+        .await;
+    assert_eq!(harness.state_of(op_id).await, OpState::Pending);
+
+    // The second approval comes from someone config lists.
+    harness.check_mark(FRANK, &message.ts).await;
+    harness.wait_for_ephemeral(FRANK, "it starts now").await;
     let state = harness
         .wait_for_state(
             op_id,
@@ -677,7 +702,7 @@ async fn reactions_from_an_approver_approve_and_the_requesters_own_change_nothin
         )
         .await;
     assert_ne!(state, OpState::Pending);
-    let started = harness.wait_for_text(&message.ts, "@slack:U0GRACE01").await;
+    let started = harness.wait_for_text(&message.ts, "@frank").await;
     assert!(
         !started.latest()["blocks"]
             .to_string()
@@ -1083,15 +1108,15 @@ async fn socket_mode_survives_disconnects_in_the_middle_of_an_operation() {
         .wait_for_connections(3, Duration::from_secs(20))
         .await;
     harness.react(Mode::Socket, &event).await;
-    let grace = reaction_event(
+    let frank = reaction_event(
         "reaction_added",
-        GRACE,
+        FRANK,
         "white_check_mark",
         &message.ts,
         &new_event_id(),
     );
-    harness.react(Mode::Socket, &grace).await;
-    harness.wait_for_ephemeral(GRACE, "it starts now").await;
+    harness.react(Mode::Socket, &frank).await;
+    harness.wait_for_ephemeral(FRANK, "it starts now").await;
     harness
         .wait_for_state(
             op_id,
@@ -1345,4 +1370,143 @@ async fn a_pagerduty_incident_is_reported_in_its_slack_channel_with_a_header_tha
         1,
         "the header is edited in place, not posted again"
     );
+}
+
+/// grace, listed in config with her Slack account but holding `dba` only
+/// through the user group, whose memberships are believed for one second.
+fn with_listed_grace(text: String) -> String {
+    text.replace("usergroup_ttl = \"1m\"", "usergroup_ttl = \"1s\"")
+        .replace(
+            "[hosts.local]",
+            &format!("[[users]]\nname = \"grace\"\nslack = \"{GRACE}\"\n\n[hosts.local]"),
+        )
+}
+
+impl Harness {
+    /// Takes `user` out of the dba user group and waits until Deckhand's
+    /// cached membership lapses.
+    async fn leave_dba_group(&self, user: &str) {
+        self.peer.set_usergroup(DBA_GROUP, &[]);
+        crate::support::docker::eventually("the group membership to lapse", DEADLINE, || async {
+            self.app
+                .directory
+                .groups_of(deckhand::names::Platform::Slack, user)
+                .await
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_approver_who_lost_the_role_no_longer_counts_and_is_told_so() {
+    let harness = Harness::start_edited(Mode::Http, with_listed_grace).await;
+    harness.command(CAROL, "/rollback-db staging").await;
+    let message = harness.operation_message(1).await;
+    let op_id = op_id_of(&message);
+    harness
+        .wait_for_text(&message.ts, "awaiting approval")
+        .await;
+    harness.check_mark(GRACE, &message.ts).await;
+    harness
+        .wait_for_ephemeral(GRACE, &format!("you approved #{op_id} (1 of 2 approvals)"))
+        .await;
+
+    harness.leave_dba_group(GRACE).await;
+    harness.check_mark(DAVE, &message.ts).await;
+    harness
+        .wait_for_ephemeral(
+            DAVE,
+            &format!("you approved #{op_id} (1 of 2 approvals); grace's approval no longer counts: grace no longer holds an approver role"),
+        )
+        .await;
+    assert_eq!(harness.state_of(op_id).await, OpState::Pending);
+}
+
+#[tokio::test]
+async fn a_requester_who_lost_the_role_gets_the_operation_cancelled_when_it_starts() {
+    let harness = Harness::start_edited(Mode::Http, with_listed_grace).await;
+    harness.command(GRACE, "/rollback-db staging").await;
+    let message = harness.operation_message(1).await;
+    let op_id = op_id_of(&message);
+    harness
+        .wait_for_text(&message.ts, "awaiting approval")
+        .await;
+    harness.check_mark(DAVE, &message.ts).await;
+    harness.wait_for_ephemeral(DAVE, "you approved").await;
+
+    harness.leave_dba_group(GRACE).await;
+    harness.check_mark(FRANK, &message.ts).await;
+    harness.wait_for_ephemeral(FRANK, "it starts now").await;
+    assert_eq!(
+        harness.wait_for_state(op_id, &[OpState::Cancelled]).await,
+        OpState::Cancelled
+    );
+    let operation = harness
+        .app
+        .store
+        .operation(op_id)
+        .await
+        .expect("the store answers")
+        .expect("the operation exists");
+    assert_eq!(
+        operation.outcome.as_deref(),
+        Some(
+            "cancelled before it started: grace no longer holds role dba or deployers needed to request /rollback-db in staging; nothing was run"
+        )
+    );
+    assert_eq!(operation.started_at, None, "it never ran");
+    assert!(
+        harness
+            .app
+            .store
+            .steps(op_id)
+            .await
+            .expect("journal")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn requests_from_a_workspace_config_does_not_serve_are_refused_and_audited() {
+    let harness = Harness::start_edited(Mode::Http, |text| {
+        text.replace(
+            "usergroup_ttl = \"1m\"",
+            "usergroup_ttl = \"1m\"\nteam_ids = [\"T0ELSEWHERE\"]",
+        )
+    })
+    .await;
+    let response_id = harness.command(ALICE, "/lock staging \"freeze\"").await;
+    let answers = harness
+        .peer
+        .wait_for_response_posts(&response_id, 1, DEADLINE)
+        .await;
+    assert!(
+        answers[0].to_string().contains(
+            "this Deckhand serves only the Slack workspaces its config lists; nothing was done"
+        ),
+        "{}",
+        answers[0]
+    );
+    let ts = harness.peer.seed_message(CHANNEL, ALICE, "an old message");
+    harness.check_mark(DAVE, &ts).await;
+    harness
+        .wait_for_ephemeral(DAVE, "serves only the Slack workspaces its config lists")
+        .await;
+    harness.settle().await;
+    assert_eq!(harness.n_operations().await, 0, "nothing happened");
+    let audit = harness
+        .app
+        .store
+        .audit_entries(None, 10)
+        .await
+        .expect("audit");
+    let refusals: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|stored| (stored.entry.actor.as_str(), stored.entry.event.as_str()))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals.contains(&("alice", "refused")), "{refusals:?}");
+    assert!(refusals.contains(&("dave", "refused")), "{refusals:?}");
 }

@@ -3,8 +3,9 @@
 //! over the gateway.
 //!
 //! The Ed25519 signature is checked with the application's public key
-//! before anything else reads the body; a bad or missing signature gets 401
-//! and changes nothing. PING is answered with PONG in the HTTP response.
+//! before anything else reads the body, and its timestamp must lie within
+//! five minutes of now either way; a bad or missing signature, or a stale
+//! or future timestamp, gets 401 and changes nothing. PING is answered with PONG in the HTTP response.
 //! Every other interaction is answered 202 at once and handled exactly as
 //! one from the gateway: its response goes to the callback endpoint, so the
 //! deferred response is in place before the first edit.
@@ -22,7 +23,7 @@ use serenity::all as dc;
 use tokio::time::Instant;
 
 use super::{Discord, inbound, render};
-use crate::verify::verify_discord;
+use crate::verify::{ReplayWindow, SLACK_MAX_SKEW_SECS, verify_discord_within};
 
 /// Where Discord's "Interactions Endpoint URL" points, on the listener.
 pub const INTERACTIONS_PATH: &str = "/discord/interactions";
@@ -46,7 +47,13 @@ async fn interactions(
     let Some(public_key) = discord.settings.public_key.as_deref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let verified = match verify_discord(&headers, body, public_key) {
+    // Discord documents no replay window; Deckhand keeps Slack's five
+    // minutes both ways, PING included, and dedupes on the interaction id.
+    let window = ReplayWindow {
+        now: discord.app.now().timestamp(),
+        max_skew_secs: SLACK_MAX_SKEW_SECS,
+    };
+    let verified = match verify_discord_within(&headers, body, public_key, window) {
         Ok(verified) => verified,
         Err(error) => {
             tracing::warn!(platform = "discord", error = %error, "refused an unverified interaction");

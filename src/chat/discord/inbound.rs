@@ -10,6 +10,12 @@
 //! `approval::on_reaction`, and since Discord has no private messages
 //! outside interactions, a refusal is a reply that mentions only the
 //! reactor.
+//!
+//! Every interaction takes effect once: commands and button presses are
+//! claimed by their interaction id through the store, so a replayed press
+//! (the gateway resuming, a captured HTTP delivery) changes nothing. Only
+//! the guilds `[discord] guild_ids` lists are served; anything from another
+//! guild, or outside one, is refused with an audit entry and nothing else.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +30,7 @@ use super::commands::{self, OptionValue};
 use super::rest::RestError;
 use super::{Discord, InteractionRef, render};
 use crate::chat::{Answer, Reply, Request, Tone, approval};
-use crate::flow::{self, Feedback, Sender};
+use crate::flow::{self, Delivery, Feedback, Sender};
 use crate::names::Platform;
 use crate::secret::Secret;
 
@@ -39,6 +45,14 @@ pub(super) async fn on_interaction(
     received: Instant,
 ) {
     match interaction {
+        dc::Interaction::Command(command) if !serves(discord, command.guild_id) => {
+            let sender = stranger(discord, &command.user.id, &command.channel_id);
+            refuse_interaction(discord, command.id, &command.token, &sender).await;
+        }
+        dc::Interaction::Component(component) if !serves(discord, component.guild_id) => {
+            let sender = stranger(discord, &component.user.id, &component.channel_id);
+            refuse_interaction(discord, component.id, &component.token, &sender).await;
+        }
         dc::Interaction::Command(command) => on_command(discord, command, received).await,
         dc::Interaction::Component(component) => on_component(discord, component).await,
         dc::Interaction::Ping(ping) => {
@@ -61,6 +75,47 @@ pub(super) async fn on_interaction(
             "ignored an interaction of a kind serenity does not know"
         ),
     }
+}
+
+/// What someone outside the served guilds is told.
+const STRANGER: &str =
+    "this Deckhand serves only the Discord servers its config lists; nothing was done";
+
+/// Whether config serves the guild an event came from (every guild when
+/// `[discord] guild_ids` is empty; never outside a guild then).
+fn serves(discord: &Discord, guild_id: Option<dc::GuildId>) -> bool {
+    let served = &discord.settings.guild_ids;
+    if served.is_empty() {
+        return true;
+    }
+    guild_id.is_some_and(|guild_id| served.contains(&guild_id.to_string()))
+}
+
+/// Someone writing from outside the served guilds, as the audit names them.
+fn stranger(discord: &Discord, user_id: &dc::UserId, channel_id: &dc::ChannelId) -> Sender {
+    Sender::identify(
+        &discord.app,
+        Platform::Discord,
+        &user_id.to_string(),
+        &channel_id.to_string(),
+    )
+}
+
+/// Refuses an interaction from outside the served guilds, privately, with
+/// an audit entry; nothing else happens.
+async fn refuse_interaction(
+    discord: &Discord,
+    id: dc::InteractionId,
+    token: &str,
+    sender: &Sender,
+) {
+    tracing::warn!(
+        platform = "discord",
+        "refused an interaction from a guild config does not serve"
+    );
+    let feedback = flow::refuse_stranger(&discord.app, sender, STRANGER).await;
+    let body = render::feedback_response(&feedback.text, false);
+    respond(discord, id, token, &body).await;
 }
 
 /// What a person reads when handling their interaction failed inside
@@ -87,9 +142,12 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
     let name = command.data.name.clone();
     let channel = command.channel_id.to_string();
     let user_id = command.user.id.to_string();
-    let groups = discord
-        .interactions
-        .groups_of(&user_id, member_roles(command.member.as_deref()));
+    let groups = discord.interactions.groups_of(
+        &user_id,
+        command.guild_id.map(|guild_id| guild_id.to_string()),
+        member_roles(command.member.as_deref()),
+        discord.settings.role_ttl,
+    );
     let interaction = InteractionRef {
         token: Secret::new(command.token.clone()),
         received,
@@ -189,10 +247,45 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
 
 async fn on_component(discord: &Arc<Discord>, component: dc::ComponentInteraction) {
     let app = Arc::clone(&discord.app);
+    // A press takes effect once, however often it is delivered.
+    let key = match flow::claim_delivery(
+        &app,
+        Platform::Discord.as_str(),
+        &component.id.to_string(),
+    )
+    .await
+    {
+        Ok(Delivery::Fresh(key)) => key,
+        Ok(Delivery::Duplicate) => {
+            tracing::info!(
+                platform = "discord",
+                "a replayed button press ignored; it was handled already"
+            );
+            return;
+        }
+        Err(error) => {
+            tracing::error!(platform = "discord", error = %error, "cannot record a button press");
+            let body = render::feedback_response(
+                "Deckhand cannot write to its store right now, so that did nothing; try again in a moment",
+                false,
+            );
+            respond(discord, component.id, &component.token, &body).await;
+            return;
+        }
+    };
+    on_press(discord, component).await;
+    flow::complete_delivery(&app, key).await;
+}
+
+async fn on_press(discord: &Arc<Discord>, component: dc::ComponentInteraction) {
+    let app = Arc::clone(&discord.app);
     let user_id = component.user.id.to_string();
-    let groups = discord
-        .interactions
-        .groups_of(&user_id, component.member.as_ref().map(roles_of));
+    let groups = discord.interactions.groups_of(
+        &user_id,
+        component.guild_id.map(|guild_id| guild_id.to_string()),
+        component.member.as_ref().map(roles_of),
+        discord.settings.role_ttl,
+    );
     let sender = Sender::identify(
         &app,
         Platform::Discord,
@@ -264,14 +357,24 @@ pub(super) async fn on_reaction(discord: &Arc<Discord>, reaction: &dc::Reaction,
     };
     let app = &discord.app;
     let channel = reaction.channel_id.to_string();
-    let groups = discord
-        .interactions
-        .groups_of(&user_id, reaction.member.as_ref().map(roles_of));
-    let sender =
-        Sender::identify(app, Platform::Discord, &user_id, &channel).with_groups(app, &groups);
     let message_id = reaction.message_id.to_string();
-    let Some(feedback) = approval::on_reaction(app, &sender, &message_id, &emoji, added).await
-    else {
+    let feedback = if serves(discord, reaction.guild_id) {
+        let groups = discord.interactions.groups_of(
+            &user_id,
+            reaction.guild_id.map(|guild_id| guild_id.to_string()),
+            reaction.member.as_ref().map(roles_of),
+            discord.settings.role_ttl,
+        );
+        let sender =
+            Sender::identify(app, Platform::Discord, &user_id, &channel).with_groups(app, &groups);
+        approval::on_reaction(app, &sender, &message_id, &emoji, added).await
+    } else if approval::decision_for(app, &emoji).is_some() {
+        let sender = Sender::identify(app, Platform::Discord, &user_id, &channel);
+        Some(flow::refuse_stranger(app, &sender, STRANGER).await)
+    } else {
+        None
+    };
+    let Some(feedback) = feedback else {
         return;
     };
     if feedback.applied || !added {

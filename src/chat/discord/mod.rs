@@ -25,6 +25,7 @@ pub mod commands;
 mod endpoint;
 mod gateway;
 mod inbound;
+mod members;
 mod outbound;
 mod registration;
 pub mod render;
@@ -155,6 +156,8 @@ pub async fn start(app: &Arc<App>, options: Options) -> Result<Arc<Discord>, Dis
         interactions: Interactions::default(),
         bot_user_id: OnceLock::new(),
     });
+    app.directory
+        .register(Platform::Discord, Arc::new(members::Members::new(&discord)));
     let registered = registration::register(&discord).await;
     let outbox = app.outbox.subscribe(Platform::Discord);
     outbound::spawn(
@@ -196,9 +199,17 @@ struct InteractionRef {
 struct Interactions {
     by_op: Mutex<HashMap<i64, InteractionRef>>,
     latest: Mutex<HashMap<(String, String), InteractionRef>>,
-    groups: Mutex<HashMap<String, Vec<String>>>,
+    groups: Mutex<HashMap<String, SeenRoles>>,
     in_flight: Mutex<HashMap<String, usize>>,
     settled: Notify,
+}
+
+/// A person's guild roles as an event (or a member lookup) showed them.
+#[derive(Debug, Clone)]
+struct SeenRoles {
+    roles: Vec<String>,
+    guild_id: Option<String>,
+    at: Instant,
 }
 
 /// A request being answered in a channel; dropping it marks it answered.
@@ -291,17 +302,76 @@ impl Interactions {
     }
 
     /// The person's guild roles: those the event carries, remembered for
-    /// events that carry none (a reaction's removal has no member).
-    fn groups_of(&self, user_id: &str, seen: Option<Vec<String>>) -> Vec<String> {
-        let Ok(mut groups) = self.groups.lock() else {
-            return seen.unwrap_or_default();
-        };
+    /// `ttl` for events that carry none (a reaction's removal has no
+    /// member); after that they are not believed (`[discord] role_ttl`).
+    fn groups_of(
+        &self,
+        user_id: &str,
+        guild_id: Option<String>,
+        seen: Option<Vec<String>>,
+        ttl: Duration,
+    ) -> Vec<String> {
         match seen {
-            Some(seen) => {
-                groups.insert(user_id.to_string(), seen.clone());
-                seen
+            Some(roles) => {
+                self.remember_roles(user_id, guild_id, roles.clone());
+                roles
             }
-            None => groups.get(user_id).cloned().unwrap_or_default(),
+            None => self
+                .fresh_roles(user_id, ttl)
+                .map(|seen| seen.roles)
+                .unwrap_or_default(),
         }
+    }
+
+    fn remember_roles(&self, user_id: &str, guild_id: Option<String>, roles: Vec<String>) {
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.insert(
+                user_id.to_string(),
+                SeenRoles {
+                    roles,
+                    guild_id,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// What was seen of the person's roles within `ttl`, if anything.
+    fn fresh_roles(&self, user_id: &str, ttl: Duration) -> Option<SeenRoles> {
+        let groups = self.groups.lock().ok()?;
+        groups
+            .get(user_id)
+            .filter(|seen| seen.at.elapsed() < ttl)
+            .cloned()
+    }
+
+    /// The guild the person was last seen in, however long ago.
+    fn last_guild(&self, user_id: &str) -> Option<String> {
+        let groups = self.groups.lock().ok()?;
+        groups.get(user_id).and_then(|seen| seen.guild_id.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_guild_roles_expire_after_role_ttl() {
+        let interactions = Interactions::default();
+        let seen = vec!["1174111938150531079".to_string()];
+        let guild = Some("1174110260428931074".to_string());
+        let ttl = Duration::from_secs(300);
+        assert_eq!(
+            interactions.groups_of("1", guild.clone(), Some(seen.clone()), ttl),
+            seen
+        );
+        assert_eq!(interactions.groups_of("1", None, None, ttl), seen);
+        assert_eq!(
+            interactions.groups_of("1", None, None, Duration::ZERO),
+            Vec::<String>::new(),
+            "roles seen longer ago than role_ttl are not believed"
+        );
+        assert_eq!(interactions.last_guild("1"), guild);
     }
 }

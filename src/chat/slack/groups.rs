@@ -9,13 +9,15 @@
 //! What a group means (which roles) is decided by `config` and `flow`, not here.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Context;
 use super::web::Web;
 use crate::config::Config;
+use crate::identity::{GroupsFuture, Memberships};
 
 /// The cache of the configured groups' member lists.
 #[derive(Debug)]
@@ -95,5 +97,24 @@ impl Groups {
                 cached.map(|cached| cached.users)
             }
         }
+    }
+}
+
+/// The adapter's user groups as the identity directory asks for them (an
+/// approval being counted, an operation starting). Holds the adapter's
+/// context weakly: the app owns the directory, and the context the app.
+#[derive(Debug)]
+pub(super) struct Directory {
+    pub(super) context: Weak<Context>,
+}
+
+impl Memberships for Directory {
+    fn groups_of<'a>(&'a self, user_id: &'a str) -> GroupsFuture<'a> {
+        Box::pin(async move {
+            match self.context.upgrade() {
+                Some(context) => context.groups.of_user(&context.web, user_id).await,
+                None => Vec::new(),
+            }
+        })
     }
 }

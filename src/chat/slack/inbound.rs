@@ -14,6 +14,10 @@
 //! bounded number in flight, so a burst of commands never delays its own
 //! acknowledgements. Parsing, policy, approvals and dedupe are the flow's;
 //! this module only translates.
+//!
+//! Only the workspaces `[slack] team_ids` lists are served: a command, event
+//! or click from any other is refused with an audit entry, and nothing else
+//! happens.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,12 +66,104 @@ pub fn spawn(context: Arc<Context>, inbound: Inbound) {
             return;
         };
         context.lull.wait(LULL, MAX_WAIT_FOR_LULL).await;
+        if !serves(&context, team_of(&inbound)) {
+            refuse_stranger(&context, inbound).await;
+            return;
+        }
         match inbound {
             Inbound::Command(event) => command(&context, *event).await,
             Inbound::Event(event) => push_event(&context, *event).await,
             Inbound::Interaction(event) => interaction(&context, *event).await,
         }
     });
+}
+
+/// What someone outside the served workspaces is told.
+const STRANGER: &str =
+    "this Deckhand serves only the Slack workspaces its config lists; nothing was done";
+
+/// The workspace a delivery came from.
+fn team_of(inbound: &Inbound) -> String {
+    match inbound {
+        Inbound::Command(event) => event.team_id.to_string(),
+        Inbound::Event(event) => event.team_id.to_string(),
+        Inbound::Interaction(event) => match event.as_ref() {
+            sm::SlackInteractionEvent::BlockActions(actions) => actions.team.id.to_string(),
+            // Deckhand uses no other kind; their teams are not looked at.
+            _ => String::new(),
+        },
+    }
+}
+
+/// Whether config serves the workspace (every one when `team_ids` is empty).
+fn serves(context: &Context, team_id: String) -> bool {
+    let served = context
+        .app
+        .config
+        .slack
+        .as_ref()
+        .map(|slack| slack.team_ids.as_slice())
+        .unwrap_or_default();
+    served.is_empty() || served.contains(&team_id)
+}
+
+/// Refuses a delivery from a workspace config does not serve: an audit
+/// entry and an answer to the person, nothing else.
+async fn refuse_stranger(context: &Context, inbound: Inbound) {
+    tracing::warn!(
+        platform = "slack",
+        "refused a request from a workspace config does not serve"
+    );
+    let (user_id, channel, response_url) = match inbound {
+        Inbound::Command(event) => (
+            event.user_id.to_string(),
+            event.channel_id.to_string(),
+            Some(event.response_url.clone()),
+        ),
+        Inbound::Event(event) => match event.event {
+            sm::SlackEventCallbackBody::ReactionAdded(added) => (
+                added.user.to_string(),
+                reaction_channel(&added.item).unwrap_or_default(),
+                None,
+            ),
+            _ => return,
+        },
+        Inbound::Interaction(event) => match *event {
+            sm::SlackInteractionEvent::BlockActions(actions) => (
+                actions
+                    .user
+                    .as_ref()
+                    .map(|user| user.id.to_string())
+                    .unwrap_or_default(),
+                actions
+                    .channel
+                    .as_ref()
+                    .map(|channel| channel.id.to_string())
+                    .unwrap_or_default(),
+                actions.response_url.clone(),
+            ),
+            _ => return,
+        },
+    };
+    let sender = Sender::identify(&context.app, Platform::Slack, &user_id, &channel);
+    let feedback = flow::refuse_stranger(&context.app, &sender, STRANGER).await;
+    match response_url {
+        Some(response_url) => {
+            let reply = Reply::new("Request refused", crate::chat::Tone::Failure, feedback.text);
+            answer_command(context, &response_url, &channel, &user_id, &reply).await;
+        }
+        None if !channel.is_empty() => tell(context, &channel, &user_id, &feedback).await,
+        None => {}
+    }
+}
+
+fn reaction_channel(item: &sm::SlackReactionsItem) -> Option<String> {
+    match item {
+        sm::SlackReactionsItem::Message(message) => {
+            message.origin.channel.as_ref().map(ToString::to_string)
+        }
+        _ => None,
+    }
 }
 
 /// A slash command: runs it through the flow and answers privately when

@@ -165,6 +165,12 @@ pub async fn start(app: &Arc<App>, tokens: SlackTokens) -> Result<SlackAdapter, 
         lull: inbound::Lull::new(),
         bot_user_id,
     });
+    app.directory.register(
+        Platform::Slack,
+        Arc::new(groups::Directory {
+            context: Arc::downgrade(&context),
+        }),
+    );
     let outbound = deliver::tap(Arc::clone(&context), app.outbox.subscribe(Platform::Slack));
     deliver::start(
         Arc::clone(&context),

@@ -109,9 +109,23 @@ pub fn change_of(
                 .unwrap_or_else(|| container.image_id.clone())
         }),
         to_image,
+        to_digest: None,
         replicas: containers.len(),
         note,
     }
+}
+
+/// What `image` points at on the host now: its registry digest, or the
+/// image id of a locally built image; `None` when the host lacks it.
+///
+/// # Errors
+/// When the host cannot be asked.
+pub async fn image_digest(host: &DockerHost, image: &str) -> Result<Option<String>, ExecError> {
+    let info = host
+        .image_info(image)
+        .await
+        .map_err(|error| ExecError::Failed(format!("inspecting {image}: {error}")))?;
+    Ok(info.map(|info| info.digest.unwrap_or(info.id)))
 }
 
 /// Plans `resolve_images`: each service from what runs now to the ref's image.
@@ -136,8 +150,15 @@ pub async fn describe_resolve_images(
         let service = service(environment, name)?;
         let containers = containers_of(&host, environment, service).await?;
         let to_image = image_for(service, &git_ref)?;
-        plan.changes
-            .push(change_of(service, &containers, to_image, None));
+        let to_digest = image_digest(&host, &to_image).await?;
+        if to_digest.is_none() {
+            plan.notes.push(format!(
+                "{to_image} is not on the host yet: it is pulled at run time, and the approval covers the tag, not an image"
+            ));
+        }
+        let mut change = change_of(service, &containers, to_image, None);
+        change.to_digest = to_digest;
+        plan.changes.push(change);
     }
     plan.git_ref = Some(git_ref);
     plan.steps.push("resolve the ref to images".to_string());
@@ -191,12 +212,24 @@ impl RunContext<'_> {
     }
 
     /// `resolve_images` at run time: the plan is what was approved; this
-    /// reports it and notes drift since then.
+    /// reports it and notes drift since then. A tag that points at another
+    /// image than the approved one stops the operation before anything
+    /// changes: approvers approved that image, not whatever the tag names.
     pub async fn resolve_images(&mut self) -> Result<StepOutcome, ExecError> {
         let environment = environment(self.input)?;
         let host = self.host().await?;
         let mut output = Vec::new();
         for change in &mut self.plan.changes {
+            if let Some(approved) = &change.to_digest {
+                let now = image_digest(&host, &change.to_image).await?;
+                if now.as_ref() != Some(approved) {
+                    return Err(ExecError::Failed(moved_tag(
+                        change,
+                        approved,
+                        now.as_deref(),
+                    )));
+                }
+            }
             let service = service(environment, &change.service)?;
             let containers = containers_of(&host, environment, service).await?;
             let now_running = containers
@@ -209,12 +242,14 @@ impl RunContext<'_> {
                     now_running.as_deref().unwrap_or("nothing"),
                     change.from_image.as_deref().unwrap_or("nothing"),
                 ));
+                let to_digest = change.to_digest.take();
                 *change = change_of(
                     service,
                     &containers,
                     change.to_image.clone(),
                     change.note.clone(),
                 );
+                change.to_digest = to_digest;
             }
         }
         let summary = self
@@ -449,6 +484,20 @@ impl RunContext<'_> {
     pub fn has_replacements(&self) -> bool {
         !self.replaced.is_empty()
     }
+}
+
+/// Why an operation stops when a tag moved after it was approved.
+fn moved_tag(change: &Change, approved: &str, now: Option<&str>) -> String {
+    let now = match now {
+        Some(now) => format!("now points to {}", crate::plan::short_digest(now)),
+        None => "is no longer on the host".to_string(),
+    };
+    format!(
+        "{}: {} {now}, not {} as approved; nothing was changed — request it again so the image it names now can be approved",
+        change.service,
+        change.to_image,
+        crate::plan::short_digest(approved)
+    )
 }
 
 fn pull_word(outcome: &crate::docker::PullOutcome) -> &'static str {

@@ -31,7 +31,7 @@ pub struct StagedStep<'a> {
 }
 
 enum Stages<'a> {
-    Recreate(RecreateStages<'a>),
+    Recreate(Box<RecreateStages<'a>>),
     OneOff(OneOffStages<'a>),
     Rotation(Box<Rotation<'a>>),
     Restore(Box<RestoreStages<'a>>),
@@ -75,9 +75,12 @@ impl<'a> StagedStep<'a> {
         let changes = Plan::from_json(&operation.plan).changes;
         let text = |name: &str| action.args.text(name).unwrap_or_default().to_string();
         let stages = match step {
-            Step::Recreate {} => {
-                Stages::Recreate(RecreateStages::new(environment, host, journal, changes))
-            }
+            Step::Recreate {} => Stages::Recreate(Box::new(RecreateStages::new(
+                environment,
+                host,
+                journal,
+                changes,
+            ))),
             Step::RunOnce {
                 service,
                 command,

@@ -310,6 +310,16 @@ pub async fn docker_compose(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Removes an image tag a test made (the image stays while other tags name it).
+pub async fn remove_tag(reference: &str) {
+    let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+        .noprune(true)
+        .build();
+    let _ = raw_client()
+        .remove_image(reference, Some(options), None)
+        .await;
+}
+
 fn raw_client() -> Docker {
     // The test's own client also talks API 1.41 here; bollard's default 1.53 is refused.
     Docker::connect_with_unix(

@@ -27,7 +27,8 @@ impl Workspace {
         Workspace::with_config(|text| text)
     }
 
-    /// The shipped config after `edit`, with the store in the workspace.
+    /// The shipped config after `edit`, with the store in the workspace and
+    /// console impersonation allowed (unless `edit` wrote a `[console]`).
     pub fn with_config(edit: impl FnOnce(String) -> String) -> Workspace {
         let dir = tempfile::tempdir().expect("temporary folder");
         let shipped = std::fs::read_to_string(repo_root().join("config/deckhand.toml"))
@@ -43,7 +44,13 @@ impl Workspace {
                 "url = \"sqlite://deckhand.db\"",
             );
         std::fs::create_dir_all(dir.path().join("config")).expect("config folder");
-        std::fs::write(dir.path().join("config/deckhand.toml"), edit(text)).expect("write config");
+        // Tests act as several people from one console (`--as`, `:as`),
+        // which the shipped config does not allow.
+        let mut text = edit(text);
+        if !text.lines().any(|line| line.trim() == "[console]") {
+            text.push_str("\n[console]\nimpersonation = true\n");
+        }
+        std::fs::write(dir.path().join("config/deckhand.toml"), text).expect("write config");
         Workspace { dir }
     }
 
