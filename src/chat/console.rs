@@ -9,11 +9,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::chat::text::render;
-use crate::chat::{Answer, Outbound, Reply, Request, Tone};
+use crate::chat::{Answer, Outbound, Reply, Request, Subscription, Tone};
 use crate::flow::{self, Feedback, Sender};
 use crate::names::Platform;
 
@@ -73,7 +72,7 @@ struct Console {
     app: Arc<App>,
     user: String,
     posted: BTreeSet<i64>,
-    outbound: mpsc::UnboundedReceiver<Outbound>,
+    outbound: Subscription,
     prompt: bool,
 }
 

@@ -7,6 +7,7 @@
 mod diagnose;
 mod pagerduty;
 mod raw;
+mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -26,8 +27,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/deckhand.toml";
 
 /// The validated configuration. Code past start-up never re-checks what
 /// this type guarantees: every role a user holds exists, every environment
-/// has a Docker host, every service can be found.
-#[derive(Debug, Clone)]
+/// has a Docker host, every service can be found. Its `Debug` never shows
+/// the store URL's password.
+#[derive(Clone)]
 pub struct Config {
     /// The config file this came from.
     pub file: PathBuf,
@@ -440,7 +442,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Config {
+    let config = Config {
         file: source.path().to_path_buf(),
         commands_dir,
         store_url,
@@ -462,7 +464,9 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         slack,
         discord,
         pagerduty,
-    })
+    };
+    secrets::register(&config);
+    Ok(config)
 }
 
 fn check_slack(

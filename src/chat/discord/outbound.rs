@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::rest::{Rest, RestError, wait_before_retry};
 use super::{Discord, InteractionRef, render};
-use crate::chat::{Outbound, Reply, approval};
+use crate::chat::{Outbound, Reply, Subscription, approval};
 use crate::names::Platform;
 
 /// How long a worker waits for the interaction that requested its
@@ -45,7 +45,7 @@ const IDLE_STOP: Duration = Duration::from_secs(10 * 60);
 const ATTEMPTS: u32 = 5;
 
 /// Starts delivering `outbound` (already coalesced) until it closes.
-pub(super) fn spawn(discord: Arc<Discord>, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+pub(super) fn spawn(discord: Arc<Discord>, mut outbound: Subscription) {
     tokio::spawn(async move {
         let mut workers: HashMap<i64, mpsc::UnboundedSender<Work>> = HashMap::new();
         let audit = spawn_audit(Arc::clone(&discord));

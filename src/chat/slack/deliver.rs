@@ -19,14 +19,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Context;
 use super::render::{render, render_detail, render_text};
 use super::web::WebError;
 use crate::chat::approval;
-use crate::chat::{Outbound, Reply};
+use crate::chat::{Outbound, Reply, Subscription};
 use crate::names::Platform;
 
 /// The first wait before a lane retries failed work; it doubles per failure.
@@ -44,26 +43,25 @@ pub struct Delivery {
 
 /// Passes the flow's messages on, noting when the last one came, so
 /// `is_idle` knows whether the coalescer may still hold an edit.
-pub fn tap(
-    context: Arc<Context>,
-    mut outbound: mpsc::UnboundedReceiver<Outbound>,
-) -> mpsc::UnboundedReceiver<Outbound> {
-    let (sender, receiver) = mpsc::unbounded_channel();
+pub fn tap(context: Arc<Context>, mut outbound: Subscription) -> Subscription {
+    let (sender, receiver) = Subscription::pair();
     tokio::spawn(async move {
         while let Some(message) = outbound.recv().await {
             if let Ok(mut last_received) = context.delivery.last_received.lock() {
                 *last_received = Some(Instant::now());
             }
-            if sender.send(message).is_err() {
+            if sender.is_closed() {
                 return;
             }
+            sender.push(message);
         }
+        sender.close();
     });
     receiver
 }
 
 /// Starts delivering what `outbound` carries.
-pub fn start(context: Arc<Context>, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+pub fn start(context: Arc<Context>, mut outbound: Subscription) {
     tokio::spawn(async move {
         while let Some(message) = outbound.recv().await {
             enqueue(&context, message);
