@@ -47,10 +47,9 @@ async fn run(input: &mut Subscription, interval: Duration, output: &Mailbox) {
             let op_id = match &message {
                 Outbound::Operation { op_id, .. } => *op_id,
                 _ => {
-                    if output.is_closed() {
+                    if !output.push(message) {
                         return;
                     }
-                    output.push(message);
                     continue;
                 }
             };
@@ -61,10 +60,9 @@ async fn run(input: &mut Subscription, interval: Duration, output: &Mailbox) {
             if may_send {
                 pending.remove(&op_id);
                 last_sent.insert(op_id, now);
-                if output.is_closed() {
+                if !output.push(message) {
                     return;
                 }
-                output.push(message);
             } else {
                 pending.insert(op_id, message);
             }

@@ -214,13 +214,19 @@ fn note(template: Outbound, dropped: usize) -> Outbound {
     }
 }
 
-/// A queue shared between one producer side and one consumer that waits
-/// for messages.
+/// A queue shared between producers and one consumer that waits for
+/// messages. Closing and pushing are decided under one lock, so a message
+/// is either taken by the consumer or refused, never left behind.
 #[derive(Debug, Default)]
 pub struct Mailbox {
-    queue: Mutex<OutboundQueue>,
+    state: Mutex<MailboxState>,
     ready: Notify,
-    closed: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct MailboxState {
+    queue: OutboundQueue,
+    closed: bool,
 }
 
 impl Mailbox {
@@ -229,20 +235,25 @@ impl Mailbox {
         Arc::new(Mailbox::default())
     }
 
-    /// Adds a message and wakes the consumer; nothing once closed.
-    pub fn push(&self, message: Outbound) {
-        if self.is_closed() {
-            return;
+    /// Adds a message and wakes the consumer; `false` (and nothing added)
+    /// once the mailbox is closed.
+    pub fn push(&self, message: Outbound) -> bool {
+        let accepted = match self.state.lock() {
+            Ok(mut state) if !state.closed => {
+                state.queue.push(message);
+                true
+            }
+            _ => false,
+        };
+        if accepted {
+            self.ready.notify_one();
         }
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.push(message);
-        }
-        self.ready.notify_one();
+        accepted
     }
 
     /// The next message without waiting.
     pub fn try_pop(&self) -> Option<Outbound> {
-        self.queue.lock().ok()?.pop()
+        self.state.lock().ok()?.queue.pop()
     }
 
     /// The next message, waiting for one; `None` once the mailbox is
@@ -250,11 +261,14 @@ impl Mailbox {
     pub async fn pop(&self) -> Option<Outbound> {
         loop {
             let notified = self.ready.notified();
-            if let Some(message) = self.try_pop() {
-                return Some(message);
-            }
-            if self.is_closed() {
-                return None;
+            {
+                let mut state = self.state.lock().ok()?;
+                if let Some(message) = state.queue.pop() {
+                    return Some(message);
+                }
+                if state.closed {
+                    return None;
+                }
             }
             notified.await;
         }
@@ -262,19 +276,33 @@ impl Mailbox {
 
     /// Stops accepting messages; the consumer still gets what is waiting.
     pub fn close(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
         self.ready.notify_one();
+    }
+
+    /// Closes the mailbox if nothing is waiting, for a consumer that wants
+    /// to stop; `false` (and still open) when something arrived.
+    pub fn close_if_empty(&self) -> bool {
+        match self.state.lock() {
+            Ok(mut state) if state.queue.is_empty() => {
+                state.closed = true;
+                true
+            }
+            Ok(_) => false,
+            Err(_) => true,
+        }
     }
 
     /// Whether it was closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+        self.state.lock().map(|state| state.closed).unwrap_or(true)
     }
 
     /// How many messages are waiting.
     pub fn len(&self) -> usize {
-        self.queue.lock().map(|queue| queue.len()).unwrap_or(0)
+        self.state.lock().map(|state| state.queue.len()).unwrap_or(0)
     }
 
     /// Whether nothing is waiting.
@@ -284,9 +312,9 @@ impl Mailbox {
 
     /// How many messages were dropped since it was made.
     pub fn dropped_total(&self) -> u64 {
-        self.queue
+        self.state
             .lock()
-            .map(|queue| queue.dropped_total())
+            .map(|state| state.queue.dropped_total())
             .unwrap_or(0)
     }
 }

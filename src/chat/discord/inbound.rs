@@ -91,7 +91,7 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
         .interactions
         .groups_of(&user_id, member_roles(command.member.as_deref()));
     let interaction = InteractionRef {
-        token: Secret::new(command.token.clone()),
+        token: Secret::short_lived(command.token.clone()),
         received,
         guild_id: command.guild_id.map(|guild_id| guild_id.to_string()),
     };
