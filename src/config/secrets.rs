@@ -118,6 +118,7 @@ docker = "unix:///var/run/docker.sock"
 
 [environments.staging]
 host = "local"
+compose_project = "demo"
 registry = { username_env = "DECKHAND_NO_SUCH_USER", password_env = "PATH" }
 
 [environments.staging.services.backend]

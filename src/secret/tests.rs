@@ -67,7 +67,7 @@ fn redacts_the_patterns_issue_11_names() {
         ),
         (
             "GET / HTTP/1.1\r\nAuthorization: Basic dXNlcjpwYXNzd29yZA==\r\n",
-            "GET / HTTP/1.1\r\nAuthorization: [redacted]\r\n",
+            "GET / HTTP/1.1\r\nAuthorization: Basic [redacted]\r\n",
         ),
         (
             "curl -H 'authorization: basic dXNlcjpwYXNz' http://x",

@@ -1,0 +1,458 @@
+//! Property tests over everything Deckhand reads from outside: the command
+//! parser, the three signature verifiers, and the config and command-file
+//! loaders. Case counts are bounded so the whole set runs in seconds inside
+//! `cargo test`; `cargo bench --bench fuzz` runs the same properties longer
+//! (`DECKHAND_FUZZ_CASES` sets the count here too).
+//!
+//! The redactor's property sits next to it in `src/secret/tests.rs`, and the
+//! payload decoders' next to each decoder.
+
+use std::path::Path;
+
+use deckhand::catalog::Catalog;
+use deckhand::config::Config;
+use deckhand::problem::Source;
+use deckhand::verify::{self, ReplayWindow};
+use hmac::{Hmac, KeyInit, Mac};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::support::fixture_json;
+use crate::support::workspace::repo_root;
+
+/// Cases per property: small in `cargo test`, more when asked.
+fn cases(default: u32) -> u32 {
+    std::env::var("DECKHAND_FUZZ_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+fn runner(default: u32) -> TestRunner {
+    TestRunner::new(RunnerConfig {
+        cases: cases(default),
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    })
+}
+
+fn shipped() -> (Config, Catalog) {
+    let config = Config::load(&repo_root().join("config/deckhand.toml")).expect("shipped config");
+    let catalog = Catalog::load(&config).expect("shipped commands");
+    (config, catalog)
+}
+
+/// Characters a shell would act on; none may reach an accepted argument.
+const SHELL_SYNTAX: &[char] = &[';', '|', '&', '$', '`', '<', '>', '\\', '\n', '\r'];
+
+/// Words the commands take, shell fragments, and noise.
+fn token() -> impl Strategy<Value = String> {
+    let words = [
+        "staging",
+        "production",
+        "backend",
+        "postgres",
+        "develop",
+        "v2",
+        "v1.4.1",
+        "r12",
+        "to",
+        "jwt",
+        "db-password",
+        "ssl",
+        "restart",
+        "--tail",
+        "5",
+        "--since",
+        "10m",
+        "--grep",
+        "error",
+        "--for",
+        "2h",
+        "--dry-run",
+        "\"release freeze\"",
+        "'single quoted'",
+        ";rm -rf /",
+        "$(id)",
+        "`id`",
+        "a|b",
+        "a&&b",
+        ">x",
+        "<x",
+        "a\\b",
+        "\"unbalanced",
+        "stаging",
+        "\u{2014}force",
+    ];
+    prop_oneof![
+        4 => proptest::sample::select(words.to_vec()).prop_map(str::to_string),
+        1 => "[ -~]{0,12}",
+        1 => "\\PC{0,8}",
+    ]
+}
+
+fn command_text(names: Vec<String>) -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (
+            proptest::sample::select(names),
+            proptest::collection::vec(token(), 0..7)
+        )
+            .prop_map(|(name, tokens)| format!("/{name} {}", tokens.join(" "))),
+        1 => "\\PC{0,120}",
+        1 => any::<String>(),
+    ]
+}
+
+#[test]
+fn the_parser_never_panics_and_accepts_no_shell_syntax() {
+    let (config, catalog) = shipped();
+    let names: Vec<String> = catalog
+        .commands()
+        .map(|spec| spec.name.to_string())
+        .collect();
+    let mut runner = runner(1500);
+    let mut accepted = 0_u32;
+    runner
+        .run(&command_text(names), |text| {
+            if let Ok(action) = deckhand::parse::parse_action(&text, &catalog, &config) {
+                accepted += 1;
+                for (name, value) in action.args.iter() {
+                    let value = value.to_text();
+                    prop_assert!(
+                        !value.contains(SHELL_SYNTAX) && !value.chars().any(char::is_control),
+                        "{text:?} was accepted with {name} = {value:?}"
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(accepted > 0, "the generator reaches accepted commands too");
+}
+
+/// One signed request from `signatures.json`.
+#[derive(Debug, Clone)]
+struct Signed {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// How a signed request is changed: a body byte, a header byte, bytes
+/// added to the body, or one bit of the signature.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Body { at: usize, xor: u8 },
+    Header { header: usize, at: usize, xor: u8 },
+    Append(Vec<u8>),
+    SignatureBit { bit: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1..=255_u8).prop_map(|(at, xor)| Mutation::Body { at, xor }),
+        (any::<usize>(), any::<usize>(), 1..=255_u8)
+            .prop_map(|(header, at, xor)| Mutation::Header { header, at, xor }),
+        proptest::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Append),
+        any::<usize>().prop_map(|bit| Mutation::SignatureBit { bit }),
+    ]
+}
+
+impl Signed {
+    /// The request changed by `mutation`; the signature header is named
+    /// `signature_header` and holds hex after `prefix`.
+    fn mutated(&self, mutation: &Mutation, signature_header: &str, prefix: &str) -> Signed {
+        let mut changed = self.clone();
+        match mutation {
+            Mutation::Body { at, xor } => {
+                let index = at % changed.body.len();
+                changed.body[index] ^= xor;
+            }
+            Mutation::Header { header, at, xor } => {
+                let index = header % changed.headers.len();
+                let mut bytes = changed.headers[index].1.clone().into_bytes();
+                let position = at % bytes.len();
+                bytes[position] ^= xor;
+                changed.headers[index].1 = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            Mutation::Append(extra) => changed.body.extend_from_slice(extra),
+            Mutation::SignatureBit { bit } => {
+                let (_, value) = changed
+                    .headers
+                    .iter_mut()
+                    .find(|(name, _)| name == signature_header)
+                    .expect("the signature header");
+                let mut digest = hex::decode(&value[prefix.len()..]).expect("hex signature");
+                let index = bit % (digest.len() * 8);
+                digest[index / 8] ^= 1 << (index % 8);
+                *value = format!("{prefix}{}", hex::encode(digest));
+            }
+        }
+        changed
+    }
+
+    /// Whether the change can leave the request as valid as it was: a
+    /// header byte changed to the other case of a hex digit, which hex
+    /// decoding reads the same.
+    fn same_meaning(&self, other: &Signed) -> bool {
+        self.body == other.body
+            && self
+                .headers
+                .iter()
+                .zip(&other.headers)
+                .all(|((_, left), (_, right))| left.eq_ignore_ascii_case(right))
+            && self.headers != other.headers
+    }
+}
+
+fn vectors(platform: &str) -> Vec<Value> {
+    fixture_json("signatures.json")[platform]["computed_vectors"]
+        .as_array()
+        .expect("computed vectors")
+        .clone()
+}
+
+fn signed_of(vector: &Value) -> Signed {
+    let headers = vector["headers"]
+        .as_object()
+        .expect("headers")
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().expect("text").to_string()))
+        .collect();
+    Signed {
+        headers,
+        body: vector["body"].as_str().expect("body").as_bytes().to_vec(),
+    }
+}
+
+/// Checks that every vector verifies as signed, and that no mutation of it
+/// does (unless it kept the meaning).
+fn check_mutations(
+    platform: &str,
+    signature_header: &str,
+    prefix: &str,
+    verify: impl Fn(&Value, &Signed) -> bool,
+) {
+    for vector in vectors(platform) {
+        let signed = signed_of(&vector);
+        assert!(verify(&vector, &signed), "{platform} vector {}", vector["name"]);
+        let mut runner = runner(400);
+        runner
+            .run(&mutation(), |mutation| {
+                let changed = signed.mutated(&mutation, signature_header, prefix);
+                if !signed.same_meaning(&changed) {
+                    prop_assert!(
+                        !verify(&vector, &changed),
+                        "{platform} {} verified after {mutation:?}",
+                        vector["name"]
+                    );
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|failure| panic!("{failure}"));
+    }
+}
+
+#[test]
+fn slack_signatures_verify_only_as_signed() {
+    check_mutations("slack", verify::SLACK_SIGNATURE_HEADER, "v0=", |vector, signed| {
+        let now = vector["verify_at_unix"].as_i64().expect("verify_at_unix");
+        let secret = vector["signing_secret"].as_str().expect("secret");
+        verify::verify_slack(
+            &signed.headers,
+            signed.body.as_slice(),
+            secret.as_bytes(),
+            now,
+        )
+        .is_ok()
+    });
+}
+
+#[test]
+fn discord_signatures_verify_only_as_signed() {
+    let public_key = fixture_json("signatures.json")["discord"]["test_keypair"]["public_key_hex"]
+        .as_str()
+        .expect("public key")
+        .to_string();
+    check_mutations("discord", verify::DISCORD_SIGNATURE_HEADER, "", |vector, signed| {
+        let now = vector["timestamp"]
+            .as_str()
+            .and_then(|timestamp| timestamp.parse().ok())
+            .expect("timestamp");
+        verify::verify_discord_within(
+            &signed.headers,
+            signed.body.as_slice(),
+            &public_key,
+            ReplayWindow {
+                now,
+                max_skew_secs: 300,
+            },
+        )
+        .is_ok()
+    });
+}
+
+#[test]
+fn pagerduty_signatures_verify_only_as_signed() {
+    check_mutations("pagerduty", verify::PAGERDUTY_SIGNATURE_HEADER, "v1=", |vector, signed| {
+        let secret = vector["secret"].as_str().expect("secret");
+        verify::verify_pagerduty(&signed.headers, signed.body.as_slice(), secret.as_bytes())
+            .is_ok()
+    });
+}
+
+#[test]
+fn random_bodies_signed_with_the_right_secret_always_verify() {
+    let mut runner = runner(300);
+    runner
+        .run(
+            &(
+                proptest::collection::vec(any::<u8>(), 0..512),
+                1_000_000_000_i64..4_000_000_000,
+            ),
+            |(body, now)| {
+                let secret = b"a-signing-secret-for-the-fuzzer";
+                let timestamp = now.to_string();
+                let mut slack = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+                slack.update(format!("v0:{timestamp}:").as_bytes());
+                slack.update(&body);
+                let headers = vec![
+                    ("X-Slack-Request-Timestamp".to_string(), timestamp),
+                    (
+                        "X-Slack-Signature".to_string(),
+                        format!("v0={}", hex::encode(slack.finalize().into_bytes())),
+                    ),
+                ];
+                prop_assert!(verify::verify_slack(&headers, body.as_slice(), secret, now).is_ok());
+                let mut pagerduty = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+                pagerduty.update(&body);
+                let headers = vec![(
+                    "X-PagerDuty-Signature".to_string(),
+                    format!(
+                        "v1=00, v1={}",
+                        hex::encode(pagerduty.finalize().into_bytes())
+                    ),
+                )];
+                prop_assert!(verify::verify_pagerduty(&headers, body.as_slice(), secret).is_ok());
+                Ok(())
+            },
+        )
+        .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
+/// A file's text changed line by line: lines dropped, doubled, swapped for
+/// noise, or with a character replaced.
+fn edited(text: &'static str) -> impl Strategy<Value = String> {
+    let lines: Vec<&'static str> = text.lines().collect();
+    let count = lines.len();
+    proptest::collection::vec((0..count, 0_u8..5, "\\PC{0,12}", any::<usize>()), 1..6).prop_map(
+        move |edits| {
+            let mut lines: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
+            for (line, kind, noise, at) in edits {
+                let index = line % lines.len().max(1);
+                match kind {
+                    0 if !lines.is_empty() => {
+                        lines.remove(index);
+                    }
+                    1 if !lines.is_empty() => {
+                        let copy = lines[index].clone();
+                        lines.insert(index, copy);
+                    }
+                    2 if !lines.is_empty() => lines[index] = noise,
+                    3 if !lines.is_empty() => {
+                        let chars: Vec<char> = lines[index].chars().collect();
+                        let position = at % chars.len().max(1);
+                        let mut changed: String = chars.iter().take(position).collect();
+                        changed.push_str(&noise);
+                        changed.extend(chars.iter().skip(position + 1));
+                        lines[index] = changed;
+                    }
+                    _ => lines.insert(index, noise),
+                }
+            }
+            lines.join("\n")
+        },
+    )
+}
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+fn config_input() -> impl Strategy<Value = String> {
+    let shipped = std::fs::read_to_string(repo_root().join("config/deckhand.toml"))
+        .expect("shipped config");
+    prop_oneof![
+        4 => edited(leak(shipped)),
+        1 => "\\PC{0,300}",
+        1 => any::<String>(),
+    ]
+}
+
+#[test]
+fn the_config_loader_never_panics_and_every_problem_names_file_and_line() {
+    let path = Path::new("config/deckhand.toml");
+    let mut runner = runner(300);
+    runner
+        .run(&config_input(), |text| {
+            let source = Source::new(path, text.clone());
+            if let Err(problems) = Config::from_source(&source) {
+                prop_assert!(!problems.is_empty());
+                for problem in &problems.0 {
+                    prop_assert_eq!(problem.file.as_path(), path);
+                    prop_assert!(
+                        problem.line.is_some(),
+                        "no line in {problem} for:\n{text}"
+                    );
+                    prop_assert!(problem.to_string().starts_with("config/deckhand.toml:"));
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
+#[test]
+fn the_command_file_loader_never_panics_and_every_problem_names_file_and_line() {
+    let (config, _) = shipped();
+    let folder = repo_root().join("commands");
+    let mut files: Vec<(String, &'static str)> = std::fs::read_dir(&folder)
+        .expect("commands folder")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("a command file");
+            (path.display().to_string(), leak(text))
+        })
+        .collect();
+    files.sort();
+    let count = files.len();
+    let strategy = (0..count, 0..count).prop_flat_map(move |(first, second)| {
+        let (first_text, second_text) = (files[first].1, files[second].1);
+        let names = (files[first].0.clone(), files[second].0.clone());
+        (
+            Just(names),
+            prop_oneof![4 => edited(first_text), 1 => "\\PC{0,200}"],
+            edited(second_text),
+        )
+    });
+    let mut runner = runner(200);
+    runner
+        .run(&strategy, |((first, second), first_text, second_text)| {
+            let sources = [
+                Source::new(Path::new(&first), first_text),
+                Source::new(Path::new(&format!("{second}.copy")), second_text),
+            ];
+            if let Err(problems) = Catalog::from_sources(&config, &sources) {
+                for problem in &problems.0 {
+                    prop_assert!(problem.line.is_some(), "no line in {problem}");
+                    // Cross-references (`access.unmapped_may_run`) point at the config file.
+                    let named = [sources[0].path(), sources[1].path(), config.file.as_path()];
+                    prop_assert!(named.contains(&problem.file.as_path()), "{problem}");
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+}
