@@ -5,13 +5,16 @@
 //! (`DECKHAND_FUZZ_CASES` sets the count here too).
 //!
 //! The redactor's property sits next to it in `src/secret/tests.rs`, and the
-//! payload decoders' next to each decoder.
+//! Slack and PagerDuty payload decoders' next to each decoder (they are
+//! private to their adapters); Discord's typed options are fuzzed here.
 
 use std::path::Path;
 
 use deckhand::catalog::Catalog;
+use deckhand::chat::discord::commands::{OptionValue, command_line};
 use deckhand::config::Config;
 use deckhand::problem::Source;
+use deckhand::secret::{Secret, redact, redact_lines};
 use deckhand::verify::{self, ReplayWindow};
 use hmac::{Hmac, KeyInit, Mac};
 use proptest::prelude::*;
@@ -22,7 +25,43 @@ use sha2::Sha256;
 use crate::support::fixture_json;
 use crate::support::workspace::repo_root;
 
-/// Cases per property: small in `cargo test`, more when asked.
+/// A property and how many cases `cargo test` runs of it; read by the bench.
+#[allow(dead_code)]
+pub struct Property {
+    /// What it checks.
+    pub name: &'static str,
+    /// Runs it for this many cases; panics with the shrunk failure.
+    pub run: fn(u32),
+    /// Cases in `cargo test`.
+    pub cases: u32,
+}
+
+/// Every property of this module, for `benches/fuzz.rs` (the integration
+/// tests run each through its own `#[test]`).
+#[allow(dead_code)]
+pub const PROPERTIES: &[Property] = &[
+    Property { name: "parser", run: parser_never_panics_nor_accepts_shell_syntax, cases: PARSER_CASES },
+    Property { name: "discord options", run: discord_options_reach_the_parser_safely, cases: OPTION_CASES },
+    Property { name: "slack signatures", run: slack_signatures_hold, cases: MUTATION_CASES },
+    Property { name: "discord signatures", run: discord_signatures_hold, cases: MUTATION_CASES },
+    Property { name: "pagerduty signatures", run: pagerduty_signatures_hold, cases: MUTATION_CASES },
+    Property { name: "signed random bodies", run: signed_random_bodies_verify, cases: SIGNED_CASES },
+    Property { name: "config loader", run: config_loader_locates_every_problem, cases: CONFIG_CASES },
+    Property { name: "command-file loader", run: command_loader_locates_every_problem, cases: COMMAND_CASES },
+    Property { name: "redactor", run: registered_secrets_never_survive, cases: REDACTOR_CASES },
+];
+
+const PARSER_CASES: u32 = 1500;
+const OPTION_CASES: u32 = 1000;
+const MUTATION_CASES: u32 = 400;
+const SIGNED_CASES: u32 = 300;
+const CONFIG_CASES: u32 = 300;
+const COMMAND_CASES: u32 = 200;
+const REDACTOR_CASES: u32 = 500;
+
+/// Cases per property in `cargo test`: the default, or `DECKHAND_FUZZ_CASES`.
+/// (The bench gives its own counts.)
+#[allow(dead_code)]
 fn cases(default: u32) -> u32 {
     std::env::var("DECKHAND_FUZZ_CASES")
         .ok()
@@ -30,9 +69,9 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-fn runner(default: u32) -> TestRunner {
+fn runner(cases: u32) -> TestRunner {
     TestRunner::new(RunnerConfig {
-        cases: cases(default),
+        cases,
         failure_persistence: None,
         ..RunnerConfig::default()
     })
@@ -107,17 +146,22 @@ fn command_text(names: Vec<String>) -> impl Strategy<Value = String> {
 
 #[test]
 fn the_parser_never_panics_and_accepts_no_shell_syntax() {
+    parser_never_panics_nor_accepts_shell_syntax(cases(PARSER_CASES));
+}
+
+/// See [`the_parser_never_panics_and_accepts_no_shell_syntax`].
+pub fn parser_never_panics_nor_accepts_shell_syntax(cases: u32) {
     let (config, catalog) = shipped();
     let names: Vec<String> = catalog
         .commands()
         .map(|spec| spec.name.to_string())
         .collect();
-    let mut runner = runner(1500);
-    let mut accepted = 0_u32;
+    let mut runner = runner(cases);
+    let accepted = std::cell::Cell::new(0_u32);
     runner
         .run(&command_text(names), |text| {
             if let Ok(action) = deckhand::parse::parse_action(&text, &catalog, &config) {
-                accepted += 1;
+                accepted.set(accepted.get() + 1);
                 for (name, value) in action.args.iter() {
                     let value = value.to_text();
                     prop_assert!(
@@ -129,7 +173,7 @@ fn the_parser_never_panics_and_accepts_no_shell_syntax() {
             Ok(())
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
-    assert!(accepted > 0, "the generator reaches accepted commands too");
+    assert!(accepted.get() > 0, "the generator reaches accepted commands too");
 }
 
 /// One signed request from `signatures.json`.
@@ -229,6 +273,7 @@ fn signed_of(vector: &Value) -> Signed {
 /// Checks that every vector verifies as signed, and that no mutation of it
 /// does (unless it kept the meaning).
 fn check_mutations(
+    cases: u32,
     platform: &str,
     signature_header: &str,
     prefix: &str,
@@ -237,7 +282,7 @@ fn check_mutations(
     for vector in vectors(platform) {
         let signed = signed_of(&vector);
         assert!(verify(&vector, &signed), "{platform} vector {}", vector["name"]);
-        let mut runner = runner(400);
+        let mut runner = runner(cases);
         runner
             .run(&mutation(), |mutation| {
                 let changed = signed.mutated(&mutation, signature_header, prefix);
@@ -256,7 +301,12 @@ fn check_mutations(
 
 #[test]
 fn slack_signatures_verify_only_as_signed() {
-    check_mutations("slack", verify::SLACK_SIGNATURE_HEADER, "v0=", |vector, signed| {
+    slack_signatures_hold(cases(MUTATION_CASES));
+}
+
+/// See [`slack_signatures_verify_only_as_signed`].
+pub fn slack_signatures_hold(cases: u32) {
+    check_mutations(cases, "slack", verify::SLACK_SIGNATURE_HEADER, "v0=", |vector, signed| {
         let now = vector["verify_at_unix"].as_i64().expect("verify_at_unix");
         let secret = vector["signing_secret"].as_str().expect("secret");
         verify::verify_slack(
@@ -271,11 +321,16 @@ fn slack_signatures_verify_only_as_signed() {
 
 #[test]
 fn discord_signatures_verify_only_as_signed() {
+    discord_signatures_hold(cases(MUTATION_CASES));
+}
+
+/// See [`discord_signatures_verify_only_as_signed`].
+pub fn discord_signatures_hold(cases: u32) {
     let public_key = fixture_json("signatures.json")["discord"]["test_keypair"]["public_key_hex"]
         .as_str()
         .expect("public key")
         .to_string();
-    check_mutations("discord", verify::DISCORD_SIGNATURE_HEADER, "", |vector, signed| {
+    check_mutations(cases, "discord", verify::DISCORD_SIGNATURE_HEADER, "", |vector, signed| {
         let now = vector["timestamp"]
             .as_str()
             .and_then(|timestamp| timestamp.parse().ok())
@@ -295,7 +350,12 @@ fn discord_signatures_verify_only_as_signed() {
 
 #[test]
 fn pagerduty_signatures_verify_only_as_signed() {
-    check_mutations("pagerduty", verify::PAGERDUTY_SIGNATURE_HEADER, "v1=", |vector, signed| {
+    pagerduty_signatures_hold(cases(MUTATION_CASES));
+}
+
+/// See [`pagerduty_signatures_verify_only_as_signed`].
+pub fn pagerduty_signatures_hold(cases: u32) {
+    check_mutations(cases, "pagerduty", verify::PAGERDUTY_SIGNATURE_HEADER, "v1=", |vector, signed| {
         let secret = vector["secret"].as_str().expect("secret");
         verify::verify_pagerduty(&signed.headers, signed.body.as_slice(), secret.as_bytes())
             .is_ok()
@@ -304,7 +364,12 @@ fn pagerduty_signatures_verify_only_as_signed() {
 
 #[test]
 fn random_bodies_signed_with_the_right_secret_always_verify() {
-    let mut runner = runner(300);
+    signed_random_bodies_verify(cases(SIGNED_CASES));
+}
+
+/// See [`random_bodies_signed_with_the_right_secret_always_verify`].
+pub fn signed_random_bodies_verify(cases: u32) {
+    let mut runner = runner(cases);
     runner
         .run(
             &(
@@ -392,8 +457,13 @@ fn config_input() -> impl Strategy<Value = String> {
 
 #[test]
 fn the_config_loader_never_panics_and_every_problem_names_file_and_line() {
+    config_loader_locates_every_problem(cases(CONFIG_CASES));
+}
+
+/// See [`the_config_loader_never_panics_and_every_problem_names_file_and_line`].
+pub fn config_loader_locates_every_problem(cases: u32) {
     let path = Path::new("config/deckhand.toml");
-    let mut runner = runner(300);
+    let mut runner = runner(cases);
     runner
         .run(&config_input(), |text| {
             let source = Source::new(path, text.clone());
@@ -415,6 +485,11 @@ fn the_config_loader_never_panics_and_every_problem_names_file_and_line() {
 
 #[test]
 fn the_command_file_loader_never_panics_and_every_problem_names_file_and_line() {
+    command_loader_locates_every_problem(cases(COMMAND_CASES));
+}
+
+/// See [`the_command_file_loader_never_panics_and_every_problem_names_file_and_line`].
+pub fn command_loader_locates_every_problem(cases: u32) {
     let (config, _) = shipped();
     let folder = repo_root().join("commands");
     let mut files: Vec<(String, &'static str)> = std::fs::read_dir(&folder)
@@ -437,7 +512,7 @@ fn the_command_file_loader_never_panics_and_every_problem_names_file_and_line() 
             edited(second_text),
         )
     });
-    let mut runner = runner(200);
+    let mut runner = runner(cases);
     runner
         .run(&strategy, |((first, second), first_text, second_text)| {
             let sources = [
@@ -451,6 +526,131 @@ fn the_command_file_loader_never_panics_and_every_problem_names_file_and_line() 
                     let named = [sources[0].path(), sources[1].path(), config.file.as_path()];
                     prop_assert!(named.contains(&problem.file.as_path()), "{problem}");
                 }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
+fn option_value() -> impl Strategy<Value = OptionValue> {
+    prop_oneof![
+        4 => token().prop_map(OptionValue::Text),
+        1 => "\\PC{0,20}".prop_map(OptionValue::Text),
+        1 => any::<i64>().prop_map(OptionValue::Integer),
+        1 => any::<bool>().prop_map(OptionValue::Boolean),
+        1 => Just(OptionValue::Unsupported),
+    ]
+}
+
+/// Discord sends typed options, which Deckhand writes as a command line for
+/// the parser: whatever the options hold, that never panics and what the
+/// parser then accepts holds no shell syntax.
+#[test]
+fn discord_options_become_command_lines_the_parser_judges() {
+    discord_options_reach_the_parser_safely(cases(OPTION_CASES));
+}
+
+/// See [`discord_options_become_command_lines_the_parser_judges`].
+pub fn discord_options_reach_the_parser_safely(cases: u32) {
+    let (config, catalog) = shipped();
+    let specs: Vec<(String, Vec<String>)> = catalog
+        .commands()
+        .map(|spec| {
+            let mut names: Vec<String> = spec.args.iter().map(|arg| arg.name.clone()).collect();
+            names.push("dry-run".to_string());
+            names.push("unknown".to_string());
+            (spec.name.to_string(), names)
+        })
+        .collect();
+    let strategy = proptest::sample::select(specs).prop_flat_map(|(name, option_names)| {
+        (
+            Just(name),
+            proptest::collection::vec(
+                (proptest::sample::select(option_names), option_value()),
+                0..5,
+            ),
+        )
+    });
+    let mut runner = runner(cases);
+    runner
+        .run(&strategy, |(name, options)| {
+            let spec = catalog.get(&name);
+            if let Ok(line) = command_line(&name, spec, &options)
+                && let Ok(action) = deckhand::parse::parse_action(&line, &catalog, &config)
+            {
+                for (_, value) in action.args.iter() {
+                    let value = value.to_text();
+                    prop_assert!(!value.contains(SHELL_SYNTAX), "{line:?} gave {value:?}");
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
+/// Text around a secret: anything printable, newlines and the characters
+/// that delimit URLs, JSON and SQL.
+fn surrounding() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[ -~\n\t\u{e9}\u{2014}]{0,40}").expect("a valid strategy")
+}
+
+/// A secret: what Deckhand generates (URL-safe base64) or someone chose
+/// (any printable ASCII, including `/`, `@`, quotes and spaces).
+fn secret_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::string::string_regex("[A-Za-z0-9_-]{16,64}").expect("a valid strategy"),
+        proptest::string::string_regex("[!-~][ -~]{8,30}[!-~]").expect("a valid strategy"),
+    ]
+}
+
+/// How the secret is embedded: as is, percent-encoded in a URL, JSON-escaped,
+/// in a SQL literal; repeated, at line boundaries.
+fn embedded(value: &str, form: u8) -> String {
+    match form % 5 {
+        0 => value.to_string(),
+        1 => format!("postgres://app:{}@db:5432/app", percent(value)),
+        2 => serde_json::to_string(value).unwrap_or_default(),
+        3 => format!("{value}\n{value}{value}"),
+        _ => format!("\n{value}\n"),
+    }
+}
+
+fn percent(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_registered_secret_never_survives_any_surrounding_text() {
+    registered_secrets_never_survive(cases(REDACTOR_CASES));
+}
+
+/// See [`a_registered_secret_never_survives_any_surrounding_text`]: as is,
+/// several times, at line boundaries, percent-encoded in a URL, escaped in
+/// JSON; through `redact` and through `redact_lines`.
+pub fn registered_secrets_never_survive(cases: u32) {
+    let strategy = (secret_value(), surrounding(), surrounding(), any::<u8>());
+    let mut runner = runner(cases);
+    runner
+        .run(&strategy, |(value, before, after, form)| {
+            let secret = Secret::new(value.clone());
+            let text = format!("{before}{}{after}", embedded(secret.expose(), form));
+            let redacted = redact(&text);
+            prop_assert!(!redacted.contains(&value), "{value:?} survived in {redacted:?}");
+            prop_assert!(
+                !redacted.contains(&percent(&value)),
+                "encoded {value:?} survived in {redacted:?}"
+            );
+            for line in redact_lines(text.lines()) {
+                prop_assert!(!line.contains(&value), "{value:?} survived in line {line:?}");
             }
             Ok(())
         })
