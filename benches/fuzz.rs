@@ -52,7 +52,8 @@ fn main() {
         let baseline = timed(property.run, property.cases);
         let long_cases = property.cases * scale;
         let long = timed(property.run, long_cases);
-        let per_case = |elapsed: Duration, cases: u32| elapsed.as_secs_f64() * 1e6 / f64::from(cases);
+        let per_case =
+            |elapsed: Duration, cases: u32| elapsed.as_secs_f64() * 1e6 / f64::from(cases);
         let ratio = per_case(long, long_cases) / per_case(baseline, property.cases);
         println!(
             "{:<22} {:>8} {:>10.0} {:>9} {:>10.0} {:>10.1} {:>7.2}",

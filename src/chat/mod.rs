@@ -373,10 +373,7 @@ impl Subscription {
     /// adapter pushes into the mailbox and closes it when it stops.
     pub fn pair() -> (Arc<Mailbox>, Subscription) {
         let mailbox = Mailbox::new();
-        (
-            Arc::clone(&mailbox),
-            Subscription { mailbox },
-        )
+        (Arc::clone(&mailbox), Subscription { mailbox })
     }
 
     /// The next message, waiting for one; `None` once the outbox is gone

@@ -37,7 +37,7 @@ async fn run(input: &mut Subscription, interval: Duration, output: &Mailbox) {
                 Some(due) => tokio::select! {
                     message = input.recv() => message,
                     () = tokio::time::sleep_until(due) => {
-                        flush_due(&mut pending, &mut last_sent, interval, &output);
+                        flush_due(&mut pending, &mut last_sent, interval, output);
                         continue;
                     }
                 },

@@ -50,7 +50,7 @@ pub struct OutboundQueue {
 #[derive(Debug)]
 enum Slot {
     Operation(i64),
-    Message(Key, Outbound),
+    Message(Key, Box<Outbound>),
     Note(Key),
 }
 
@@ -100,17 +100,15 @@ impl OutboundQueue {
         self.counts.insert(key.clone(), waiting + 1);
         self.others += 1;
         let seq = self.take_seq();
-        self.order.insert(seq, Slot::Message(key, message));
+        self.order
+            .insert(seq, Slot::Message(key, Box::new(message)));
     }
 
     /// The next message in delivery order.
     pub fn pop(&mut self) -> Option<Outbound> {
         let (_, slot) = self.order.pop_first()?;
         match slot {
-            Slot::Operation(op_id) => self
-                .operations
-                .remove(&op_id)
-                .map(|(_, message)| message),
+            Slot::Operation(op_id) => self.operations.remove(&op_id).map(|(_, message)| message),
             Slot::Message(key, message) => {
                 self.others = self.others.saturating_sub(1);
                 if let Some(count) = self.counts.get_mut(&key) {
@@ -119,7 +117,7 @@ impl OutboundQueue {
                         self.counts.remove(&key);
                     }
                 }
-                Some(message)
+                Some(*message)
             }
             Slot::Note(key) => self
                 .notes
@@ -182,9 +180,7 @@ fn note(template: Outbound, dropped: usize) -> Outbound {
             op_id,
             platform,
             channel,
-            text: format!(
-                "… {dropped} more line(s) of output not posted: chat could not keep up"
-            ),
+            text: format!("… {dropped} more line(s) of output not posted: chat could not keep up"),
         },
         Outbound::Audit {
             platform, channel, ..
@@ -302,7 +298,10 @@ impl Mailbox {
 
     /// How many messages are waiting.
     pub fn len(&self) -> usize {
-        self.state.lock().map(|state| state.queue.len()).unwrap_or(0)
+        self.state
+            .lock()
+            .map(|state| state.queue.len())
+            .unwrap_or(0)
     }
 
     /// Whether nothing is waiting.
@@ -354,14 +353,14 @@ mod tests {
             Outbound::Operation { op_id, reply, .. } => format!("op {op_id}: {}", reply.status),
             Outbound::Detail { op_id, text, .. } => format!("detail {op_id}: {text}"),
             Outbound::Audit { text, .. } => format!("audit: {text}"),
-            Outbound::Ephemeral {
-                user_id, reply, ..
-            } => format!("to {user_id}: {}", reply.status),
+            Outbound::Ephemeral { user_id, reply, .. } => format!("to {user_id}: {}", reply.status),
         }
     }
 
     fn drain(queue: &mut OutboundQueue) -> Vec<String> {
-        std::iter::from_fn(|| queue.pop()).map(|message| shown(&message)).collect()
+        std::iter::from_fn(|| queue.pop())
+            .map(|message| shown(&message))
+            .collect()
     }
 
     #[test]

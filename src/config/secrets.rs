@@ -143,7 +143,10 @@ image = "demo/backend:{ref}"
     #[test]
     fn loading_registers_the_secrets_it_points_to() {
         let config = loaded();
-        assert!(config.store_url.contains("Sup3r"), "the store still connects with it");
+        assert!(
+            config.store_url.contains("Sup3r"),
+            "the store still connects with it"
+        );
         let decoded = crate::secret::redact("password rejected: Sup3r/S3cret-pw");
         assert_eq!(decoded, "password rejected: [redacted]");
         // The registry password variable names PATH here, a variable every process has.

@@ -33,9 +33,12 @@ pub fn closes_private_key(line: &str) -> bool {
     pem_end().is_match(line)
 }
 
+/// How a match is replaced.
+type Replace = fn(&Captures<'_>) -> String;
+
 struct Pattern {
     regex: Regex,
-    replace: fn(&Captures<'_>) -> String,
+    replace: Replace,
 }
 
 impl Pattern {
@@ -85,7 +88,7 @@ fn keep_armour(captures: &Captures<'_>) -> String {
 fn patterns() -> &'static [Pattern] {
     static PATTERNS: OnceLock<Vec<Pattern>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
-        let sources: [(&str, fn(&Captures<'_>) -> String); 10] = [
+        let sources: [(&str, Replace); 10] = [
             // PEM private keys, whole blocks (an unterminated block to the end).
             (
                 r"(?s)-----BEGIN (?P<kind>[A-Z0-9 ]*?)PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*?PRIVATE KEY-----|\z)",

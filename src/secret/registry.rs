@@ -50,7 +50,11 @@ pub fn register_short_lived(value: &str) {
     let Ok(mut registry) = registry().write() else {
         return;
     };
-    if registry.recent.iter().any(|known| known.first() == forms.first()) {
+    if registry
+        .recent
+        .iter()
+        .any(|known| known.first() == forms.first())
+    {
         return;
     }
     registry.recent.push_back(forms);

@@ -134,7 +134,10 @@ fn registered_values_are_replaced_in_any_form() {
             "url https://app:gen%2F%2BSecret%20value%3D42@x/y",
             "url https://app:[redacted]@x/y",
         ),
-        ("{\"v\":\"gen\\/+Secret value=42\"}", "{\"v\":\"[redacted]\"}"),
+        (
+            "{\"v\":\"gen\\/+Secret value=42\"}",
+            "{\"v\":\"[redacted]\"}",
+        ),
     ];
     for (input, expected) in cases {
         check(input, expected);
@@ -192,10 +195,13 @@ fn the_log_writer_redacts_each_event() {
         tracing::warn!(error = %format!("auth failed for {}", token.expose()), "cannot connect");
         tracing::info!(url = "postgres://u:pw/x@db/app", "store");
     });
-    let logged = String::from_utf8(output.0.lock().expect("not poisoned").clone())
-        .expect("utf-8 log");
+    let logged =
+        String::from_utf8(output.0.lock().expect("not poisoned").clone()).expect("utf-8 log");
     assert!(logged.contains("auth failed for [redacted]"), "{logged}");
-    assert!(logged.contains("postgres://u:[redacted]@db/app"), "{logged}");
+    assert!(
+        logged.contains("postgres://u:[redacted]@db/app"),
+        "{logged}"
+    );
     assert!(!logged.contains("writer-test-token"), "{logged}");
     assert!(!logged.contains("pw/x"), "{logged}");
 }

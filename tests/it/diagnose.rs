@@ -106,11 +106,7 @@ async fn request(app: &Arc<App>, user: &str, text: &str) -> Answer {
 }
 
 /// Runs `/diagnose …` and reads its report and evidence.
-async fn diagnose(
-    app: &Arc<App>,
-    outbound: &mut Subscription,
-    text: &str,
-) -> Diagnosis {
+async fn diagnose(app: &Arc<App>, outbound: &mut Subscription, text: &str) -> Diagnosis {
     let Answer::Accepted { op_id } = request(app, "bob", text).await else {
         panic!("{text} was not accepted");
     };

@@ -40,15 +40,51 @@ pub struct Property {
 /// tests run each through its own `#[test]`).
 #[allow(dead_code)]
 pub const PROPERTIES: &[Property] = &[
-    Property { name: "parser", run: parser_never_panics_nor_accepts_shell_syntax, cases: PARSER_CASES },
-    Property { name: "discord options", run: discord_options_reach_the_parser_safely, cases: OPTION_CASES },
-    Property { name: "slack signatures", run: slack_signatures_hold, cases: MUTATION_CASES },
-    Property { name: "discord signatures", run: discord_signatures_hold, cases: MUTATION_CASES },
-    Property { name: "pagerduty signatures", run: pagerduty_signatures_hold, cases: MUTATION_CASES },
-    Property { name: "signed random bodies", run: signed_random_bodies_verify, cases: SIGNED_CASES },
-    Property { name: "config loader", run: config_loader_locates_every_problem, cases: CONFIG_CASES },
-    Property { name: "command-file loader", run: command_loader_locates_every_problem, cases: COMMAND_CASES },
-    Property { name: "redactor", run: registered_secrets_never_survive, cases: REDACTOR_CASES },
+    Property {
+        name: "parser",
+        run: parser_never_panics_nor_accepts_shell_syntax,
+        cases: PARSER_CASES,
+    },
+    Property {
+        name: "discord options",
+        run: discord_options_reach_the_parser_safely,
+        cases: OPTION_CASES,
+    },
+    Property {
+        name: "slack signatures",
+        run: slack_signatures_hold,
+        cases: MUTATION_CASES,
+    },
+    Property {
+        name: "discord signatures",
+        run: discord_signatures_hold,
+        cases: MUTATION_CASES,
+    },
+    Property {
+        name: "pagerduty signatures",
+        run: pagerduty_signatures_hold,
+        cases: MUTATION_CASES,
+    },
+    Property {
+        name: "signed random bodies",
+        run: signed_random_bodies_verify,
+        cases: SIGNED_CASES,
+    },
+    Property {
+        name: "config loader",
+        run: config_loader_locates_every_problem,
+        cases: CONFIG_CASES,
+    },
+    Property {
+        name: "command-file loader",
+        run: command_loader_locates_every_problem,
+        cases: COMMAND_CASES,
+    },
+    Property {
+        name: "redactor",
+        run: registered_secrets_never_survive,
+        cases: REDACTOR_CASES,
+    },
 ];
 
 const PARSER_CASES: u32 = 1500;
@@ -173,7 +209,10 @@ pub fn parser_never_panics_nor_accepts_shell_syntax(cases: u32) {
             Ok(())
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
-    assert!(accepted.get() > 0, "the generator reaches accepted commands too");
+    assert!(
+        accepted.get() > 0,
+        "the generator reaches accepted commands too"
+    );
 }
 
 /// One signed request from `signatures.json`.
@@ -281,7 +320,11 @@ fn check_mutations(
 ) {
     for vector in vectors(platform) {
         let signed = signed_of(&vector);
-        assert!(verify(&vector, &signed), "{platform} vector {}", vector["name"]);
+        assert!(
+            verify(&vector, &signed),
+            "{platform} vector {}",
+            vector["name"]
+        );
         let mut runner = runner(cases);
         runner
             .run(&mutation(), |mutation| {
@@ -306,17 +349,23 @@ fn slack_signatures_verify_only_as_signed() {
 
 /// See [`slack_signatures_verify_only_as_signed`].
 pub fn slack_signatures_hold(cases: u32) {
-    check_mutations(cases, "slack", verify::SLACK_SIGNATURE_HEADER, "v0=", |vector, signed| {
-        let now = vector["verify_at_unix"].as_i64().expect("verify_at_unix");
-        let secret = vector["signing_secret"].as_str().expect("secret");
-        verify::verify_slack(
-            &signed.headers,
-            signed.body.as_slice(),
-            secret.as_bytes(),
-            now,
-        )
-        .is_ok()
-    });
+    check_mutations(
+        cases,
+        "slack",
+        verify::SLACK_SIGNATURE_HEADER,
+        "v0=",
+        |vector, signed| {
+            let now = vector["verify_at_unix"].as_i64().expect("verify_at_unix");
+            let secret = vector["signing_secret"].as_str().expect("secret");
+            verify::verify_slack(
+                &signed.headers,
+                signed.body.as_slice(),
+                secret.as_bytes(),
+                now,
+            )
+            .is_ok()
+        },
+    );
 }
 
 #[test]
@@ -330,22 +379,28 @@ pub fn discord_signatures_hold(cases: u32) {
         .as_str()
         .expect("public key")
         .to_string();
-    check_mutations(cases, "discord", verify::DISCORD_SIGNATURE_HEADER, "", |vector, signed| {
-        let now = vector["timestamp"]
-            .as_str()
-            .and_then(|timestamp| timestamp.parse().ok())
-            .expect("timestamp");
-        verify::verify_discord_within(
-            &signed.headers,
-            signed.body.as_slice(),
-            &public_key,
-            ReplayWindow {
-                now,
-                max_skew_secs: 300,
-            },
-        )
-        .is_ok()
-    });
+    check_mutations(
+        cases,
+        "discord",
+        verify::DISCORD_SIGNATURE_HEADER,
+        "",
+        |vector, signed| {
+            let now = vector["timestamp"]
+                .as_str()
+                .and_then(|timestamp| timestamp.parse().ok())
+                .expect("timestamp");
+            verify::verify_discord_within(
+                &signed.headers,
+                signed.body.as_slice(),
+                &public_key,
+                ReplayWindow {
+                    now,
+                    max_skew_secs: 300,
+                },
+            )
+            .is_ok()
+        },
+    );
 }
 
 #[test]
@@ -355,11 +410,17 @@ fn pagerduty_signatures_verify_only_as_signed() {
 
 /// See [`pagerduty_signatures_verify_only_as_signed`].
 pub fn pagerduty_signatures_hold(cases: u32) {
-    check_mutations(cases, "pagerduty", verify::PAGERDUTY_SIGNATURE_HEADER, "v1=", |vector, signed| {
-        let secret = vector["secret"].as_str().expect("secret");
-        verify::verify_pagerduty(&signed.headers, signed.body.as_slice(), secret.as_bytes())
-            .is_ok()
-    });
+    check_mutations(
+        cases,
+        "pagerduty",
+        verify::PAGERDUTY_SIGNATURE_HEADER,
+        "v1=",
+        |vector, signed| {
+            let secret = vector["secret"].as_str().expect("secret");
+            verify::verify_pagerduty(&signed.headers, signed.body.as_slice(), secret.as_bytes())
+                .is_ok()
+        },
+    );
 }
 
 #[test]
@@ -446,8 +507,8 @@ fn leak(text: String) -> &'static str {
 }
 
 fn config_input() -> impl Strategy<Value = String> {
-    let shipped = std::fs::read_to_string(repo_root().join("config/deckhand.toml"))
-        .expect("shipped config");
+    let shipped =
+        std::fs::read_to_string(repo_root().join("config/deckhand.toml")).expect("shipped config");
     prop_oneof![
         4 => edited(leak(shipped)),
         1 => "\\PC{0,300}",
@@ -471,10 +532,7 @@ pub fn config_loader_locates_every_problem(cases: u32) {
                 prop_assert!(!problems.is_empty());
                 for problem in &problems.0 {
                     prop_assert_eq!(problem.file.as_path(), path);
-                    prop_assert!(
-                        problem.line.is_some(),
-                        "no line in {problem} for:\n{text}"
-                    );
+                    prop_assert!(problem.line.is_some(), "no line in {problem} for:\n{text}");
                     prop_assert!(problem.to_string().starts_with("config/deckhand.toml:"));
                 }
             }
@@ -495,7 +553,10 @@ pub fn command_loader_locates_every_problem(cases: u32) {
     let mut files: Vec<(String, &'static str)> = std::fs::read_dir(&folder)
         .expect("commands folder")
         .map(|entry| entry.expect("an entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
         .map(|path| {
             let text = std::fs::read_to_string(&path).expect("a command file");
             (path.display().to_string(), leak(text))
@@ -644,13 +705,19 @@ pub fn registered_secrets_never_survive(cases: u32) {
             let secret = Secret::new(value.clone());
             let text = format!("{before}{}{after}", embedded(secret.expose(), form));
             let redacted = redact(&text);
-            prop_assert!(!redacted.contains(&value), "{value:?} survived in {redacted:?}");
+            prop_assert!(
+                !redacted.contains(&value),
+                "{value:?} survived in {redacted:?}"
+            );
             prop_assert!(
                 !redacted.contains(&percent(&value)),
                 "encoded {value:?} survived in {redacted:?}"
             );
             for line in redact_lines(text.lines()) {
-                prop_assert!(!line.contains(&value), "{value:?} survived in line {line:?}");
+                prop_assert!(
+                    !line.contains(&value),
+                    "{value:?} survived in line {line:?}"
+                );
             }
             Ok(())
         })

@@ -26,7 +26,13 @@ struct LogsWorkspace {
 fn logs_workspace(container: &str) -> LogsWorkspace {
     let commands = tempfile::tempdir().expect("a commands folder");
     // The commands people without a role may run must exist, so they come along.
-    for file in ["logs.toml", "help.toml", "status.toml", "health.toml", "diagnose.toml"] {
+    for file in [
+        "logs.toml",
+        "help.toml",
+        "status.toml",
+        "health.toml",
+        "diagnose.toml",
+    ] {
         std::fs::copy(
             repo_root().join("commands").join(file),
             commands.path().join(file),
@@ -40,7 +46,9 @@ fn logs_workspace(container: &str) -> LogsWorkspace {
     );
     let workspace = Workspace::with_config(move |text| {
         let text = text.replace(&shipped_commands, &folder);
-        let start = text.find("[environments.staging]").expect("a staging section");
+        let start = text
+            .find("[environments.staging]")
+            .expect("a staging section");
         let end = text
             .find("[environments.production]")
             .expect("a production section");
@@ -103,15 +111,28 @@ async fn logs_never_show_secrets_and_grep_cannot_find_them() {
         }
     })
     .await;
-    for secret in ["registered-log-secret-0042", "Rotated-Pw-9731", "Plain-Pw-5520"] {
-        assert!(!everything.contains(secret), "{secret} shown in:\n{everything}");
+    for secret in [
+        "registered-log-secret-0042",
+        "Rotated-Pw-9731",
+        "Plain-Pw-5520",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} shown in:\n{everything}"
+        );
     }
-    assert!(everything.contains("starting with token [redacted]"), "{everything}");
+    assert!(
+        everything.contains("starting with token [redacted]"),
+        "{everything}"
+    );
     assert!(
         everything.contains("ALTER USER app WITH PASSWORD '[redacted]'"),
         "{everything}"
     );
-    assert!(everything.contains("DB_PASSWORD=[redacted] loaded"), "{everything}");
+    assert!(
+        everything.contains("DB_PASSWORD=[redacted] loaded"),
+        "{everything}"
+    );
 
     // Guessing a secret's first characters finds nothing: no line, no count.
     for guess in ["registered-log-secret-0", "Rotated-P", "Plain-Pw-55"] {
@@ -189,7 +210,9 @@ async fn a_subscriber_that_never_reads_holds_a_bounded_backlog_ending_in_final_s
     }
     assert!(details <= 40 * DETAIL_LIMIT, "{details}");
     assert!(
-        notes.iter().any(|note| note.contains("audit line(s) not posted here")),
+        notes
+            .iter()
+            .any(|note| note.contains("audit line(s) not posted here")),
         "{notes:?}"
     );
 }
@@ -205,7 +228,9 @@ async fn the_outbox_redacts_every_text_it_carries() {
         Tone::Success,
         "done; password is hunter2hunter2",
     );
-    reply.lines.push("ALTER USER app PASSWORD 'x-y-z-123'".to_string());
+    reply
+        .lines
+        .push("ALTER USER app PASSWORD 'x-y-z-123'".to_string());
     reply
         .fields
         .push(("url".to_string(), "postgres://app:a/b@db/app".to_string()));

@@ -1396,11 +1396,15 @@ async fn a_stalled_slack_holds_bounded_queues_and_still_gets_the_final_state() {
             .iter()
             .any(|message| message.latest().to_string().contains(needle))
     };
-    wait_for("both notes of dropped lines", Duration::from_secs(60), || {
-        (notes_posted(CHANNEL, "more line(s) of output not posted")
-            && notes_posted(AUDIT_CHANNEL, "audit line(s) not posted here"))
-        .then_some(())
-    })
+    wait_for(
+        "both notes of dropped lines",
+        Duration::from_secs(60),
+        || {
+            (notes_posted(CHANNEL, "more line(s) of output not posted")
+                && notes_posted(AUDIT_CHANNEL, "audit line(s) not posted here"))
+            .then_some(())
+        },
+    )
     .await;
     harness.settle().await;
 

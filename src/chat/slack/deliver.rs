@@ -26,8 +26,8 @@ use tokio::time::Instant;
 use super::Context;
 use super::render::{render, render_detail, render_text};
 use super::web::WebError;
-use crate::chat::{approval, queue};
 use crate::chat::{Outbound, Reply, Subscription};
+use crate::chat::{approval, queue};
 use crate::names::Platform;
 
 /// The first wait before a lane retries failed work; it doubles per failure.
@@ -244,7 +244,10 @@ impl Lane {
         }
         let dropped = self.dropped.take().map_or(0, |(count, _)| count) + 1;
         if dropped == 1 {
-            tracing::warn!(platform = "slack", "Slack is not keeping up; dropping messages beyond the queue's limit");
+            tracing::warn!(
+                platform = "slack",
+                "Slack is not keeping up; dropping messages beyond the queue's limit"
+            );
         }
         self.dropped = Some((dropped, item));
     }
