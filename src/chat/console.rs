@@ -110,7 +110,7 @@ impl Console {
                 delivery_id: None,
                 groups: Vec::new(),
             };
-            let answer = flow::handle_request(&self.app, request).await;
+            let answer = flow::handle_request(&self.app, request).await.redacted();
             self.drain(output)?;
             if let Answer::Private(reply) = answer {
                 writeln!(output, "[only you] {}", render(&reply))?;

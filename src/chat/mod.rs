@@ -502,3 +502,14 @@ pub enum Answer {
     /// A redelivery of something already handled; nothing happens.
     Duplicate,
 }
+
+impl Answer {
+    /// The answer with its private reply redacted: adapters send it
+    /// straight back to the requester, past the outbox.
+    pub fn redacted(self) -> Answer {
+        match self {
+            Answer::Private(reply) => Answer::Private(reply.redacted()),
+            other => other,
+        }
+    }
+}

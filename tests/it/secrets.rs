@@ -257,3 +257,53 @@ async fn the_outbox_redacts_every_text_it_carries() {
     };
     assert_eq!(text, "rotated to [redacted]");
 }
+
+/// The value of the registry password variable the config names: read and
+/// registered when the config loads.
+const REGISTRY_PASSWORD: &str = "Reg1stry-Pass-7788";
+
+/// The binary's console, with a registry password in its
+/// environment, never shows it: not in a refusal that quotes what was
+/// typed, not in an accepted operation's messages, not in its log.
+#[test]
+fn the_console_never_echoes_a_secret_from_its_environment() {
+    let workspace = Workspace::with_config(|text| {
+        text.replace(
+            "[environments.staging]\n",
+            "[environments.staging]\nregistry = { username_env = \"DECKHAND_TEST_REGISTRY_USER\", password_env = \"DECKHAND_TEST_REGISTRY_PASSWORD\" }\n",
+        )
+    });
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["console", "--config"])
+        .arg(workspace.config_path())
+        .env_remove("DECKHAND_CONFIG")
+        .env_remove("DECKHAND_USER")
+        .env("RUST_LOG", "debug")
+        .env("DECKHAND_TEST_REGISTRY_USER", "deploy-bot")
+        .env("DECKHAND_TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin.write_all(
+                format!(
+                    "/deploy staging {REGISTRY_PASSWORD}!\n/logs staging backend --grep {REGISTRY_PASSWORD}\n"
+                )
+                .as_bytes(),
+            )?;
+            drop(stdin);
+            child.wait_with_output()
+        })
+        .expect("deckhand console runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stdout.contains("\"[redacted]!\" is not a valid <ref>"),
+        "the refusal names what was typed, redacted:\n{stdout}"
+    );
+    assert!(!stdout.contains(REGISTRY_PASSWORD), "{stdout}");
+    assert!(!stderr.contains(REGISTRY_PASSWORD), "{stderr}");
+}
