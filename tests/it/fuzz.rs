@@ -93,7 +93,7 @@ const MUTATION_CASES: u32 = 400;
 const SIGNED_CASES: u32 = 300;
 const CONFIG_CASES: u32 = 300;
 const COMMAND_CASES: u32 = 200;
-const REDACTOR_CASES: u32 = 500;
+const REDACTOR_CASES: u32 = 300;
 
 /// Cases per property in `cargo test`: the default, or `DECKHAND_FUZZ_CASES`.
 /// (The bench gives its own counts.)
