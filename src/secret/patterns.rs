@@ -105,9 +105,10 @@ fn patterns() -> &'static [Pattern] {
                 r"(?i)(?P<prefix>\bpassword\s+)(?:E?'(?:[^']|'')*(?:'|\z)|\$\$.*?(?:\$\$|\z))",
                 |captures| format!("{}'{REDACTED}'", &captures["prefix"]),
             ),
-            // "password is hunter2", "the token was: abc"
+            // "password is hunter2", "the token was: 'abc'"; an unquoted value
+            // needs a digit or symbol, so "the old password was restored" stays.
             (
-                r#"(?i)(?P<prefix>\b(?:password|passphrase|passwd|secret|token)\s+(?:is|was)\s*:?\s*)(?P<value>"[^"]*"|'[^']*'|[^\s"']+)"#,
+                r#"(?i)(?P<prefix>\b(?:password|passphrase|passwd|secret|token)\s+(?:is|was)\s*:?\s*)(?P<value>"[^"]*"|'[^']*'|[^\s"']*[0-9@#$%^&*_+=~/\\-][^\s"']*)"#,
                 keep_prefix_and_quotes,
             ),
             // Authorization: Basic dXNlcjpwYXNz (any scheme: Basic, Bearer, Bot, Token)
