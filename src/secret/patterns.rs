@@ -65,6 +65,20 @@ fn keep_prefix_and_quotes(captures: &Captures<'_>) -> String {
     format!("{}{quote}{REDACTED}{quote}", &captures["prefix"])
 }
 
+/// A `key=value` pair's value replaced, unless it is prose: a plain word,
+/// a colon, then a plain word ("which secret: one of jwt, ssl").
+fn key_value(captures: &Captures<'_>) -> String {
+    let plain_word = |text: &str| text.chars().all(|character| character.is_ascii_lowercase());
+    let value = &captures["value"];
+    let prose = &captures["separator"] == ":"
+        && plain_word(&captures["key"])
+        && value.chars().all(char::is_alphabetic);
+    if prose {
+        return captures[0].to_string();
+    }
+    keep_prefix_and_quotes(captures)
+}
+
 /// A URL's password replaced, unless what looked like `user:password@` is
 /// `host:port/path@…` (Discord's `/users/@me` behind a local port, say).
 fn url_password(captures: &Captures<'_>) -> String {
@@ -118,8 +132,8 @@ fn patterns() -> &'static [Pattern] {
             ),
             // KEY=value, "key": "value", key: 'a b' where the key names a secret
             (
-                r#"(?i)(?P<prefix>[A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credential)[A-Za-z0-9_.-]*["']?\s*[=:]\s*)(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s",;]+)"#,
-                keep_prefix_and_quotes,
+                r#"(?i)(?P<prefix>(?P<key>[A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credential)[A-Za-z0-9_.-]*)["']?\s*(?P<separator>[=:])\s*)(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s",;]+)"#,
+                key_value,
             ),
             // Bearer xyz, outside an Authorization header
             (

@@ -102,6 +102,9 @@ fn redacts_the_patterns_issue_11_names() {
             "password=\"[redacted]\" next",
         ),
         ("bot token xoxb-1234-5678-abcdefgh", "bot token [redacted]"),
+        ("password: hunter2", "password: [redacted]"),
+        ("Password: Hunter", "Password: [redacted]"),
+        ("api_key: abcdef", "api_key: [redacted]"),
     ];
     for (input, expected) in cases {
         check(input, expected);
@@ -118,6 +121,8 @@ fn leaves_ordinary_text_and_local_urls_alone() {
         "set the password with /rotate db-password staging",
         "db-password failed; the old password was restored",
         "the token is about to expire.",
+        "rotate a secret: the database password, the JWT secret or the TLS certificate",
+        "secret    which secret: one of db-password, jwt, ssl",
     ];
     for text in untouched {
         check(text, text);
