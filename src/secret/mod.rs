@@ -19,7 +19,7 @@ mod writer;
 
 use std::fmt;
 
-pub use registry::{MIN_SECRET_LEN, REDACTED, SHORT_LIVED_CAPACITY, register, registered_forms};
+pub use registry::{MIN_SECRET_LEN, REDACTED, SHORT_LIVED_CAPACITY, register};
 pub use writer::{RedactingMakeWriter, RedactingWriter};
 
 /// A value that must never be shown: tokens, signing secrets, passwords.

@@ -79,15 +79,6 @@ pub fn replace_values(text: &str) -> Option<String> {
     Some(replaced)
 }
 
-/// How many values (in all their forms) are registered; for tests and the
-/// fuzz bench.
-pub fn registered_forms() -> usize {
-    registry()
-        .read()
-        .map(|registry| registry.pinned.len() + registry.recent.iter().map(Vec::len).sum::<usize>())
-        .unwrap_or(0)
-}
-
 #[derive(Default)]
 struct Registry {
     pinned: BTreeSet<String>,
