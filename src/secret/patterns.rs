@@ -65,14 +65,17 @@ fn keep_prefix_and_quotes(captures: &Captures<'_>) -> String {
     format!("{}{quote}{REDACTED}{quote}", &captures["prefix"])
 }
 
-/// A `key=value` pair's value replaced, unless it is prose: a plain word,
-/// a colon, then a plain word ("which secret: one of jwt, ssl").
+/// A `key=value` pair's value replaced, unless a colon introduces prose:
+/// a short unquoted value ("JWT_SECRET: 1 container replaced", "tokens: 5")
+/// or a plain word after a plain word ("which secret: one of jwt, ssl").
 fn key_value(captures: &Captures<'_>) -> String {
     let plain_word = |text: &str| text.chars().all(|character| character.is_ascii_lowercase());
     let value = &captures["value"];
+    let quoted = value.starts_with('"') || value.starts_with('\'');
     let prose = &captures["separator"] == ":"
-        && plain_word(&captures["key"])
-        && value.chars().all(char::is_alphabetic);
+        && !quoted
+        && (value.chars().count() < 6
+            || plain_word(&captures["key"]) && value.chars().all(char::is_alphabetic));
     if prose {
         return captures[0].to_string();
     }

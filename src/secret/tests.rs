@@ -123,6 +123,7 @@ fn leaves_ordinary_text_and_local_urls_alone() {
         "the token is about to expire.",
         "rotate a secret: the database password, the JWT secret or the TLS certificate",
         "secret    which secret: one of db-password, jwt, ssl",
+        "new JWT secret in JWT_SECRET: 1 backend container(s) replaced one at a time",
     ];
     for text in untouched {
         check(text, text);
