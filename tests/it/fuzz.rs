@@ -5,8 +5,8 @@
 //! (`DECKHAND_FUZZ_CASES` sets the count here too).
 //!
 //! The redactor's property sits next to it in `src/secret/tests.rs`, and the
-//! Slack and PagerDuty payload decoders' next to each decoder (they are
-//! private to their adapters); Discord's typed options are fuzzed here.
+//! Slack, Discord and PagerDuty payload decoders' next to each decoder (they
+//! are private to their adapters); Discord's typed options are fuzzed here.
 
 use std::path::Path;
 
