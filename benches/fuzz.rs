@@ -1,4 +1,4 @@
-//! The fuzz properties of `tests/it/fuzz.rs` (parser, Discord options, the
+//! The fuzz properties of `tests/it/fuzz/` (parser, Discord options, the
 //! three signature verifiers, the config and command-file loaders, the
 //! redactor), run longer than `cargo test` runs them: each first at its
 //! test case count (the baseline, measured in this run), then at
@@ -8,10 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "../tests/it/fuzz.rs"]
+#[path = "../tests/it/fuzz/mod.rs"]
 mod fuzz;
 
-/// What `tests/it/fuzz.rs` takes from the integration tests' `support`.
+/// What `tests/it/fuzz/` takes from the integration tests' `support`.
 mod support {
     use std::path::PathBuf;
 
