@@ -125,7 +125,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", deckhand::secret::redact(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -140,9 +140,10 @@ fn init_tracing(command: &Command) {
     let default = format!("{default},serenity=warn");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Every log line passes through redaction, whatever code wrote it.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(deckhand::secret::RedactingMakeWriter::new(std::io::stderr))
         .init();
 }
 

@@ -138,19 +138,21 @@ impl Source {
     }
 
     /// A problem at `key`, located as precisely as the document allows: the
-    /// key itself, else its closest enclosing table.
+    /// key itself, else its closest enclosing table, else the top of the
+    /// file (a top-level key that is missing).
     pub fn problem(&self, key: &KeyPath, message: impl Into<String>) -> Problem {
         Problem {
             file: self.path.clone(),
-            line: self.line_of(key),
+            line: Some(self.line_of(key).unwrap_or(1)),
             key: key.to_string(),
             message: message.into(),
         }
     }
 
-    /// A problem reported by the TOML deserializer, with its byte span.
+    /// A problem reported by the TOML deserializer, at the line its byte
+    /// span starts on (the top of the file when it gives none).
     pub fn problem_from_toml(&self, error: &toml::de::Error) -> Problem {
-        let line = error.span().map(|span| self.line_at(span.start));
+        let line = Some(error.span().map_or(1, |span| self.line_at(span.start)));
         Problem {
             file: self.path.clone(),
             line,

@@ -14,11 +14,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::chat::text::render;
-use crate::chat::{Answer, Outbound, Reply, Request, Tone};
+use crate::chat::{Answer, Outbound, Reply, Request, Subscription, Tone};
 use crate::flow::{self, Feedback, Sender};
 use crate::names::Platform;
 
@@ -135,7 +134,7 @@ struct Console {
     user: String,
     os_user: String,
     posted: BTreeSet<i64>,
-    outbound: mpsc::UnboundedReceiver<Outbound>,
+    outbound: Subscription,
     prompt: bool,
 }
 
@@ -174,7 +173,9 @@ impl Console {
                 delivery_id: None,
                 groups: Vec::new(),
             };
-            let answer = flow::handle_request_from(&self.app, &self.sender(), &request).await;
+            let answer = flow::handle_request_from(&self.app, &self.sender(), &request)
+                .await
+                .redacted();
             self.drain(output)?;
             if let Answer::Private(reply) = answer {
                 writeln!(output, "[only you] {}", render(&reply))?;

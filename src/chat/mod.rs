@@ -1,20 +1,22 @@
 //! The neutral chat model every adapter translates to and from: a `Request`
 //! in, `Reply`s out. Platform crates appear only in adapter submodules; the
 //! request flow sends `Outbound` messages through the `Outbox` and never
-//! calls into an adapter, and an adapter only translates.
+//! calls into an adapter, and an adapter only translates. The outbox
+//! redacts every message and bounds what waits for each adapter.
 
 pub mod approval;
 pub mod console;
 pub mod discord;
 pub mod progress;
+pub mod queue;
 pub mod slack;
 pub mod text;
 
-use std::sync::Mutex;
-
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use crate::names::Platform;
+use crate::secret::redact;
+use queue::Mailbox;
 
 /// A slash command as an adapter received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,19 +276,43 @@ impl Outbound {
 /// Routes outbound messages to the adapter of their platform. An adapter
 /// subscribes once; messages for a platform nobody subscribed to are
 /// dropped (that platform is not configured).
+///
+/// Every text of every message is redacted here, the one choke point
+/// between the flow and chat. Each subscription is bounded: an adapter
+/// that falls behind finds only the newest state of each operation's
+/// message, and at most a limit of details, audit lines and private
+/// messages with a note of how many were dropped (`queue`).
 #[derive(Debug, Default)]
 pub struct Outbox {
-    subscribers: Mutex<Vec<(Platform, mpsc::UnboundedSender<Outbound>)>>,
+    subscribers: Mutex<Vec<(Platform, Arc<Mailbox>)>>,
+}
+
+/// An adapter's end of the outbox: its platform's messages, in order,
+/// bounded as [`Outbox`] says. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    mailbox: Arc<Mailbox>,
+}
+
+/// Why [`Subscription::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// Nothing is waiting now.
+    #[error("no message is waiting")]
+    Empty,
+    /// The outbox is gone and nothing is waiting.
+    #[error("the outbox is closed")]
+    Closed,
 }
 
 impl Outbox {
     /// Subscribes an adapter to its platform's messages.
-    pub fn subscribe(&self, platform: Platform) -> mpsc::UnboundedReceiver<Outbound> {
-        let (sender, receiver) = mpsc::unbounded_channel();
+    pub fn subscribe(&self, platform: Platform) -> Subscription {
+        let mailbox = Mailbox::new();
         if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.push((platform, sender));
+            subscribers.push((platform, Arc::clone(&mailbox)));
         }
-        receiver
+        Subscription { mailbox }
     }
 
     /// Whether an adapter of that platform is listening.
@@ -296,7 +322,7 @@ impl Outbox {
             .map(|subscribers| {
                 subscribers
                     .iter()
-                    .any(|(subscribed, sender)| *subscribed == platform && !sender.is_closed())
+                    .any(|(subscribed, mailbox)| *subscribed == platform && !mailbox.is_closed())
             })
             .unwrap_or(false)
     }
@@ -309,7 +335,7 @@ impl Outbox {
             .map(|subscribers| {
                 subscribers
                     .iter()
-                    .filter(|(_, sender)| !sender.is_closed())
+                    .filter(|(_, mailbox)| !mailbox.is_closed())
                     .map(|(platform, _)| *platform)
                     .collect()
             })
@@ -319,16 +345,163 @@ impl Outbox {
         platforms
     }
 
-    /// Sends a message to its platform's adapters.
+    /// Sends a message, redacted, to its platform's adapters.
     pub fn send(&self, message: Outbound) {
         let platform = message.platform();
+        let message = message.redacted();
         if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.retain(|(_, sender)| !sender.is_closed());
-            for (subscribed, sender) in subscribers.iter() {
+            subscribers.retain(|(_, mailbox)| !mailbox.is_closed());
+            for (subscribed, mailbox) in subscribers.iter() {
                 if *subscribed == platform {
-                    let _ = sender.send(message.clone());
+                    mailbox.push(message.clone());
                 }
             }
+        }
+    }
+
+    /// How many messages wait for that platform's adapters, and how many
+    /// their subscriptions dropped so far.
+    pub fn backlog(&self, platform: Platform) -> (usize, u64) {
+        self.subscribers
+            .lock()
+            .map(|subscribers| {
+                subscribers
+                    .iter()
+                    .filter(|(subscribed, _)| *subscribed == platform)
+                    .fold((0, 0), |(waiting, dropped), (_, mailbox)| {
+                        (waiting + mailbox.len(), dropped + mailbox.dropped_total())
+                    })
+            })
+            .unwrap_or((0, 0))
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if let Ok(subscribers) = self.subscribers.lock() {
+            for (_, mailbox) in subscribers.iter() {
+                mailbox.close();
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// A subscription fed by hand: a stage between the outbox and an
+    /// adapter pushes into the mailbox and closes it when it stops.
+    pub fn pair() -> (Arc<Mailbox>, Subscription) {
+        let mailbox = Mailbox::new();
+        (Arc::clone(&mailbox), Subscription { mailbox })
+    }
+
+    /// The next message, waiting for one; `None` once the outbox is gone
+    /// and everything was read.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.mailbox.pop().await
+    }
+
+    /// The next message if one is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing waits, [`TryRecvError::Closed`]
+    /// when nothing waits and the outbox is gone.
+    pub fn try_recv(&mut self) -> Result<Outbound, TryRecvError> {
+        match self.mailbox.try_pop() {
+            Some(message) => Ok(message),
+            None if self.mailbox.is_closed() => Err(TryRecvError::Closed),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.mailbox.close();
+    }
+}
+
+impl Outbound {
+    /// The message with every text it carries redacted.
+    pub fn redacted(self) -> Outbound {
+        match self {
+            Outbound::Operation {
+                op_id,
+                platform,
+                channel,
+                reply,
+            } => Outbound::Operation {
+                op_id,
+                platform,
+                channel,
+                reply: reply.redacted(),
+            },
+            Outbound::Detail {
+                op_id,
+                platform,
+                channel,
+                text,
+            } => Outbound::Detail {
+                op_id,
+                platform,
+                channel,
+                text: redact(&text),
+            },
+            Outbound::Ephemeral {
+                platform,
+                channel,
+                user_id,
+                reply,
+            } => Outbound::Ephemeral {
+                platform,
+                channel,
+                user_id,
+                reply: reply.redacted(),
+            },
+            Outbound::Audit {
+                platform,
+                channel,
+                text,
+            } => Outbound::Audit {
+                platform,
+                channel,
+                text: redact(&text),
+            },
+        }
+    }
+}
+
+impl Reply {
+    /// The reply with every text redacted: title, status, fields, lines and
+    /// step lines. Button values carry ids and hashes, never text.
+    pub fn redacted(self) -> Reply {
+        Reply {
+            title: redact(&self.title),
+            tone: self.tone,
+            status: redact(&self.status),
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(name, value)| (redact(&name), redact(&value)))
+                .collect(),
+            lines: self.lines.iter().map(|line| redact(line)).collect(),
+            steps: self
+                .steps
+                .into_iter()
+                .map(|step| StepLine {
+                    title: redact(&step.title),
+                    status: step.status,
+                    elapsed: step.elapsed,
+                    detail: redact(&step.detail),
+                })
+                .collect(),
+            buttons: self
+                .buttons
+                .into_iter()
+                .map(|button| Button {
+                    label: redact(&button.label),
+                    action: button.action,
+                })
+                .collect(),
         }
     }
 }
@@ -346,4 +519,15 @@ pub enum Answer {
     Private(Reply),
     /// A redelivery of something already handled; nothing happens.
     Duplicate,
+}
+
+impl Answer {
+    /// The answer with its private reply redacted: adapters send it
+    /// straight back to the requester, past the outbox.
+    pub fn redacted(self) -> Answer {
+        match self {
+            Answer::Private(reply) => Answer::Private(reply.redacted()),
+            other => other,
+        }
+    }
 }

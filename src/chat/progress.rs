@@ -2,24 +2,30 @@
 //! platform rate limits: the first version of a message goes out at once,
 //! then at most one edit per interval carries the newest content, and the
 //! last version is always delivered. Other messages pass straight through.
-//! Shared by every adapter that edits messages.
+//! Shared by every adapter that edits messages. Its output is bounded like
+//! the outbox (`chat::queue`), so a slow adapter behind it holds no more.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::Outbound;
+use super::queue::Mailbox;
+use super::{Outbound, Subscription};
 
-/// Reads `input` and forwards to the returned receiver, coalescing edits of
-/// each operation's message to at most one per `interval`.
-pub fn coalesce(
-    mut input: mpsc::UnboundedReceiver<Outbound>,
-    interval: Duration,
-) -> mpsc::UnboundedReceiver<Outbound> {
-    let (output, receiver) = mpsc::unbounded_channel();
+/// Reads `input` and forwards to the returned subscription, coalescing
+/// edits of each operation's message to at most one per `interval`.
+pub fn coalesce(mut input: Subscription, interval: Duration) -> Subscription {
+    let (output, receiver) = Subscription::pair();
     tokio::spawn(async move {
+        run(&mut input, interval, &output).await;
+        output.close();
+    });
+    receiver
+}
+
+async fn run(input: &mut Subscription, interval: Duration, output: &Mailbox) {
+    {
         let mut last_sent: HashMap<i64, Instant> = HashMap::new();
         let mut pending: HashMap<i64, Outbound> = HashMap::new();
         loop {
@@ -31,7 +37,7 @@ pub fn coalesce(
                 Some(due) => tokio::select! {
                     message = input.recv() => message,
                     () = tokio::time::sleep_until(due) => {
-                        flush_due(&mut pending, &mut last_sent, interval, &output);
+                        flush_due(&mut pending, &mut last_sent, interval, output);
                         continue;
                     }
                 },
@@ -41,7 +47,7 @@ pub fn coalesce(
             let op_id = match &message {
                 Outbound::Operation { op_id, .. } => *op_id,
                 _ => {
-                    if output.send(message).is_err() {
+                    if !output.push(message) {
                         return;
                     }
                     continue;
@@ -54,7 +60,7 @@ pub fn coalesce(
             if may_send {
                 pending.remove(&op_id);
                 last_sent.insert(op_id, now);
-                if output.send(message).is_err() {
+                if !output.push(message) {
                     return;
                 }
             } else {
@@ -62,17 +68,16 @@ pub fn coalesce(
             }
         }
         for (_, message) in pending.drain() {
-            let _ = output.send(message);
+            output.push(message);
         }
-    });
-    receiver
+    }
 }
 
 fn flush_due(
     pending: &mut HashMap<i64, Outbound>,
     last_sent: &mut HashMap<i64, Instant>,
     interval: Duration,
-    output: &mpsc::UnboundedSender<Outbound>,
+    output: &Mailbox,
 ) {
     let now = Instant::now();
     let due: Vec<i64> = pending
@@ -87,7 +92,7 @@ fn flush_due(
     for op_id in due {
         if let Some(message) = pending.remove(&op_id) {
             last_sent.insert(op_id, now);
-            let _ = output.send(message);
+            output.push(message);
         }
     }
 }
@@ -114,14 +119,23 @@ mod tests {
         }
     }
 
+    /// Waits until the coalescer has read everything given to it.
+    async fn until_read(input: &Mailbox) {
+        while !input.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn sends_first_and_last_and_at_most_one_per_interval() {
-        let (input, receiver) = mpsc::unbounded_channel();
+        let (input, receiver) = Subscription::pair();
         let mut output = coalesce(receiver, Duration::from_millis(300));
-        for step in 1..=5 {
-            input.send(edit(7, &format!("step {step}"))).expect("send");
+        input.push(edit(7, "step 1"));
+        until_read(&input).await;
+        for step in 2..=5 {
+            input.push(edit(7, &format!("step {step}")));
         }
-        input.send(edit(8, "other op")).expect("send");
+        input.push(edit(8, "other op"));
         assert_eq!(status_of(&output.recv().await.expect("first")), "7:step 1");
         assert_eq!(
             status_of(&output.recv().await.expect("other op at once")),
@@ -136,8 +150,8 @@ mod tests {
             started.elapsed() >= Duration::from_millis(250),
             "waited for the interval"
         );
-        input.send(edit(7, "done")).expect("send");
-        drop(input);
+        input.push(edit(7, "done"));
+        input.close();
         assert_eq!(
             status_of(&output.recv().await.expect("final state is delivered")),
             "7:done"

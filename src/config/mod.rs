@@ -8,6 +8,7 @@ mod audit;
 mod diagnose;
 mod pagerduty;
 mod raw;
+mod secrets;
 mod trust;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,8 +31,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/deckhand.toml";
 
 /// The validated configuration. Code past start-up never re-checks what
 /// this type guarantees: every role a user holds exists, every environment
-/// has a Docker host, every service can be found.
-#[derive(Debug, Clone)]
+/// has a Docker host, every service can be found. Its `Debug` never shows
+/// the store URL's password.
+#[derive(Clone)]
 pub struct Config {
     /// The config file this came from.
     pub file: PathBuf,
@@ -481,7 +483,7 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Config {
+    let config = Config {
         file: source.path().to_path_buf(),
         commands_dir,
         store_url,
@@ -506,7 +508,9 @@ fn validate(source: &Source, raw: RawConfig) -> Result<Config, Problems> {
         pagerduty,
         audit,
         trust,
-    })
+    };
+    secrets::register(&config);
+    Ok(config)
 }
 
 fn check_operations(

@@ -585,7 +585,13 @@ async fn journal_end(
     change.lock(operation.id).await?;
     change
         .tx()
-        .finish_step(operation.id, idx, state, &outcome.journal_text(), now)
+        .finish_step(
+            operation.id,
+            idx,
+            state,
+            &crate::secret::redact(&outcome.journal_text()),
+            now,
+        )
         .await?;
     change.record_for(operation, DECKHAND_ACTOR, event).await?;
     change.commit().await

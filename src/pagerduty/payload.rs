@@ -55,3 +55,78 @@ pub struct RawReference {
     /// Its name.
     pub summary: Option<String>,
 }
+
+/// Property tests of the webhook decoder: any bytes decode or are refused
+/// without a panic, and PagerDuty's documented payloads decode.
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pagerduty")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    #[test]
+    fn the_documented_payloads_decode() {
+        for name in [
+            "incident_triggered.json",
+            "incident_acknowledged.json",
+            "incident_resolved.json",
+            "incident_priority_updated_doc_example.json",
+        ] {
+            let webhook: RawWebhook = serde_json::from_slice(&fixture(name))
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert!(webhook.event.event_type.starts_with("incident."), "{name}");
+        }
+    }
+
+    /// A documented payload with one value replaced by another JSON value.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        let original: serde_json::Value =
+            serde_json::from_slice(&fixture("incident_triggered.json")).expect("JSON");
+        let replacement = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "\\PC{0,20}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!({})),
+            Just(serde_json::json!([])),
+        ];
+        (
+            proptest::sample::select(vec![
+                "/event",
+                "/event/id",
+                "/event/event_type",
+                "/event/data",
+                "/event/data/id",
+                "/event/data/service",
+                "/event/data/number",
+                "/event/agent",
+                "/event/occurred_at",
+            ]),
+            replacement,
+        )
+            .prop_map(move |(pointer, value)| {
+                let mut changed = original.clone();
+                if let Some(slot) = changed.pointer_mut(pointer) {
+                    *slot = value;
+                }
+                serde_json::to_vec(&changed).unwrap_or_default()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_decodes_or_is_refused_without_panicking(
+            body in prop_oneof![proptest::collection::vec(any::<u8>(), 0..400), mutated()]
+        ) {
+            let _ = serde_json::from_slice::<RawWebhook>(&body);
+        }
+    }
+}

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use deckhand::app::App;
-use deckhand::chat::{Answer, Outbound, Request};
+use deckhand::chat::{Answer, Outbound, Request, Subscription};
 use deckhand::flow;
 use deckhand::names::Platform;
 use deckhand::policy::OpState;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::support::demo::DemoEnv;
 use crate::support::docker::{TestDocker, busybox_body, eventually};
@@ -107,11 +106,7 @@ async fn request(app: &Arc<App>, user: &str, text: &str) -> Answer {
 }
 
 /// Runs `/diagnose …` and reads its report and evidence.
-async fn diagnose(
-    app: &Arc<App>,
-    outbound: &mut UnboundedReceiver<Outbound>,
-    text: &str,
-) -> Diagnosis {
+async fn diagnose(app: &Arc<App>, outbound: &mut Subscription, text: &str) -> Diagnosis {
     let Answer::Accepted { op_id } = request(app, "bob", text).await else {
         panic!("{text} was not accepted");
     };
@@ -139,7 +134,7 @@ async fn diagnose(
 /// schedule), or fails with the last report.
 async fn diagnose_until(
     app: &Arc<App>,
-    outbound: &mut UnboundedReceiver<Outbound>,
+    outbound: &mut Subscription,
     text: &str,
     accept: impl Fn(&Diagnosis) -> bool,
 ) -> Diagnosis {

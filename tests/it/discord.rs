@@ -1454,3 +1454,72 @@ async fn interactions_from_a_guild_config_does_not_serve_are_refused_and_audited
             .is_none()
     );
 }
+
+/// While Discord rate-limits, what waits for it is bounded (issue 11, item
+/// 6): an operation's newest state, at most `DETAIL_LIMIT` detail lines and
+/// `AUDIT_LIMIT` audit lines, the rest counted into a note; once Discord
+/// answers, the final state lands.
+#[tokio::test]
+async fn a_stalled_discord_holds_bounded_queues_and_still_gets_the_final_state() {
+    use deckhand::chat::queue::{AUDIT_LIMIT, DETAIL_LIMIT};
+    use deckhand::chat::{Outbound, Reply, Tone};
+    use deckhand::names::Platform;
+
+    let peer = DiscordPeer::start().await;
+    let workspace = Workspace::with_config(|text| configure(text, &peer, "http"));
+    let bot = Bot::start(&workspace).await;
+    peer.script(
+        "POST",
+        "/messages",
+        2,
+        DiscordReply::RateLimited {
+            retry_after_secs: 1.0,
+            global: false,
+        },
+    );
+    let op_id = 990_002;
+    let operation = |status: &str| Outbound::Operation {
+        op_id,
+        platform: Platform::Discord,
+        channel: DISCORD_CHANNEL_ID.to_string(),
+        reply: Reply::new("Deploy #990002", Tone::Working, status),
+    };
+    bot.app.outbox.send(operation("step 1 of 2"));
+    for line in 0..2_000 {
+        bot.app.outbox.send(Outbound::Detail {
+            op_id,
+            platform: Platform::Discord,
+            channel: DISCORD_CHANNEL_ID.to_string(),
+            text: format!("output line {line}"),
+        });
+        bot.app.outbox.send(Outbound::Audit {
+            platform: Platform::Discord,
+            channel: AUDIT_CHANNEL.to_string(),
+            text: format!("audit line {line}"),
+        });
+    }
+    bot.app.outbox.send(operation("finished in 2 s"));
+
+    let posted = |needle: &str| {
+        peer.messages()
+            .iter()
+            .filter(|message| message.latest().to_string().contains(needle))
+            .count()
+    };
+    wait_for(
+        "both notes of dropped lines",
+        Duration::from_secs(60),
+        || {
+            (posted("more line(s) of output not posted") == 1
+                && posted("audit line(s) not posted here") == 1
+                && posted("finished in 2 s") == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let details = posted("output line ");
+    let audits = posted("audit line ");
+    assert!(details <= DETAIL_LIMIT + 1, "{details} detail lines posted");
+    assert!(audits <= AUDIT_LIMIT + 1, "{audits} audit lines posted");
+    assert_eq!(posted("Deploy #990002"), 1, "one message for the operation");
+}

@@ -1510,3 +1510,93 @@ async fn requests_from_a_workspace_config_does_not_serve_are_refused_and_audited
     assert!(refusals.contains(&("alice", "refused")), "{refusals:?}");
     assert!(refusals.contains(&("dave", "refused")), "{refusals:?}");
 }
+
+/// While Slack fails, what waits for it is bounded (issue 11, item 6): an
+/// operation's newest state, at most `DETAIL_LIMIT` detail lines and
+/// `AUDIT_LIMIT` audit lines, the rest counted into a note; once Slack
+/// answers, the final state lands.
+#[tokio::test]
+async fn a_stalled_slack_holds_bounded_queues_and_still_gets_the_final_state() {
+    use deckhand::chat::queue::{AUDIT_LIMIT, DETAIL_LIMIT};
+    use deckhand::chat::{Outbound, Reply, Tone};
+    use deckhand::names::Platform;
+
+    let harness = Harness::start(Mode::Http).await;
+    harness.peer.script(
+        "chat.postMessage",
+        2,
+        SlackReply::Raw {
+            status: 503,
+            body: json!({ "ok": false, "error": "service_unavailable" }),
+        },
+    );
+    let op_id = 990_001;
+    let operation = |status: &str| Outbound::Operation {
+        op_id,
+        platform: Platform::Slack,
+        channel: CHANNEL.to_string(),
+        reply: Reply::new("Deploy #990001", Tone::Working, status),
+    };
+    harness.app.outbox.send(operation("step 1 of 2"));
+    for line in 0..2_000 {
+        harness.app.outbox.send(Outbound::Detail {
+            op_id,
+            platform: Platform::Slack,
+            channel: CHANNEL.to_string(),
+            text: format!("output line {line}"),
+        });
+        harness.app.outbox.send(Outbound::Audit {
+            platform: Platform::Slack,
+            channel: AUDIT_CHANNEL.to_string(),
+            text: format!("audit line {line}"),
+        });
+    }
+    harness.app.outbox.send(operation("finished in 2 s"));
+
+    let notes_posted = |channel: &str, needle: &str| {
+        harness
+            .peer
+            .messages_in(channel)
+            .iter()
+            .any(|message| message.latest().to_string().contains(needle))
+    };
+    wait_for(
+        "both notes of dropped lines",
+        Duration::from_secs(60),
+        || {
+            (notes_posted(CHANNEL, "more line(s) of output not posted")
+                && notes_posted(AUDIT_CHANNEL, "audit line(s) not posted here"))
+            .then_some(())
+        },
+    )
+    .await;
+    harness.settle().await;
+
+    let posted = |channel: &str, needle: &str| {
+        harness
+            .peer
+            .messages_in(channel)
+            .iter()
+            .filter(|message| message.latest().to_string().contains(needle))
+            .count()
+    };
+    let details = posted(CHANNEL, "output line ");
+    let audits = posted(AUDIT_CHANNEL, "audit line ");
+    assert!(details <= DETAIL_LIMIT + 1, "{details} detail lines posted");
+    assert!(audits <= AUDIT_LIMIT + 1, "{audits} audit lines posted");
+    let operation_messages: Vec<_> = harness
+        .peer
+        .messages_in(CHANNEL)
+        .into_iter()
+        .filter(|message| message.latest().to_string().contains("Deploy #990001"))
+        .collect();
+    assert_eq!(operation_messages.len(), 1, "one message for the operation");
+    assert!(
+        operation_messages[0]
+            .latest()
+            .to_string()
+            .contains("finished in 2 s"),
+        "the final state landed: {:?}",
+        operation_messages[0].latest()
+    );
+}

@@ -83,3 +83,96 @@ async fn interactions(
     });
     StatusCode::ACCEPTED.into_response()
 }
+
+/// Property tests of what the endpoint decodes once the signature check let
+/// a body through: any bytes become an interaction or a refusal without a
+/// panic, and the documented interactions decode.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/discord")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    /// What the endpoint does with a verified body, short of handling it.
+    fn decode(body: &[u8]) -> Option<dc::Interaction> {
+        let payload = serde_json::from_slice::<Value>(body).ok()?;
+        if payload["type"].as_u64() == Some(1) {
+            return None;
+        }
+        serde_json::from_value::<dc::Interaction>(payload).ok()
+    }
+
+    const INTERACTIONS: [&str; 5] = [
+        "interaction_command_deploy.json",
+        "interaction_command_rollback.json",
+        "interaction_command_health.json",
+        "interaction_command_rotate.json",
+        "interaction_component_button_approve.json",
+    ];
+
+    #[test]
+    fn the_documented_interactions_decode() {
+        for name in INTERACTIONS {
+            assert!(decode(&fixture(name)).is_some(), "{name}");
+        }
+    }
+
+    /// A documented interaction with one value replaced by another JSON value.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        let originals: Vec<Value> = INTERACTIONS
+            .iter()
+            .map(|name| serde_json::from_slice(&fixture(name)).expect("JSON"))
+            .collect();
+        let replacement = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+            Just(serde_json::json!({})),
+            Just(serde_json::json!([{}])),
+        ];
+        (
+            0..originals.len(),
+            proptest::sample::select(vec![
+                "/type",
+                "/id",
+                "/token",
+                "/data",
+                "/data/name",
+                "/data/options",
+                "/data/options/0/value",
+                "/data/options/0/type",
+                "/data/custom_id",
+                "/member",
+                "/member/user/id",
+                "/channel_id",
+                "/guild_id",
+            ]),
+            replacement,
+        )
+            .prop_map(move |(which, pointer, value)| {
+                let mut changed = originals[which].clone();
+                if let Some(slot) = changed.pointer_mut(pointer) {
+                    *slot = value;
+                }
+                serde_json::to_vec(&changed).unwrap_or_default()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_decodes_or_is_refused_without_panicking(
+            body in prop_oneof![proptest::collection::vec(any::<u8>(), 0..400), mutated()]
+        ) {
+            let _ = decode(&body);
+        }
+    }
+}

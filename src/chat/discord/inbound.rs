@@ -149,7 +149,7 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
         discord.settings.role_ttl,
     );
     let interaction = InteractionRef {
-        token: Secret::new(command.token.clone()),
+        token: Secret::short_lived(command.token.clone()),
         received,
         guild_id: command.guild_id.map(|guild_id| guild_id.to_string()),
     };
@@ -190,7 +190,9 @@ async fn on_command(discord: &Arc<Discord>, command: dc::CommandInteraction, rec
     };
     let in_flight = discord.interactions.enter(&channel);
     let flow_app = Arc::clone(app);
-    let answer = answer_within(async move { flow::handle_request(&flow_app, request).await }).await;
+    let answer =
+        answer_within(async move { flow::handle_request(&flow_app, request).await.redacted() })
+            .await;
     match answer {
         Answered::Now(Answer::Accepted { op_id }) => {
             if respond(discord, command.id, &command.token, &render::deferred()).await {

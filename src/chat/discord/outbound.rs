@@ -3,7 +3,11 @@
 //! Each operation's message has its own worker, so one operation waiting
 //! out a 429 never delays another, and a worker always sends the newest
 //! state it holds: a 429 on an edit is retried after `Retry-After` with
-//! whatever is newest by then, so the final state is never lost.
+//! whatever is newest by then, so the final state is never lost. What waits
+//! is bounded (`chat::queue`): per worker the newest state and a limited
+//! number of details, a limited number of audit lines per channel and of
+//! private messages per person, each with a counted note of what was
+//! dropped, so a stalled Discord does not grow memory without bound.
 //!
 //! Where the message lives: an operation requested by slash command is
 //! shown in the interaction's original response (the deferred "thinking…"
@@ -26,12 +30,12 @@ use std::time::Duration;
 use serde_json::Value;
 use serenity::http as dh;
 use serenity::model::id::{ChannelId, MessageId};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::rest::{Rest, RestError, wait_before_retry};
 use super::{Discord, InteractionRef, render};
-use crate::chat::{Outbound, Reply, approval};
+use crate::chat::queue::{self, Mailbox};
+use crate::chat::{Outbound, Reply, Subscription, approval};
 use crate::names::Platform;
 
 /// How long a worker waits for the interaction that requested its
@@ -44,67 +48,51 @@ const IDLE_STOP: Duration = Duration::from_secs(10 * 60);
 /// Attempts for failures other than 429 (which is retried until it passes).
 const ATTEMPTS: u32 = 5;
 
+/// Most private messages being sent at once; more wait in a bounded queue.
+const PRIVATE_SENDS: usize = 8;
+
 /// Starts delivering `outbound` (already coalesced) until it closes.
-pub(super) fn spawn(discord: Arc<Discord>, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+pub(super) fn spawn(discord: Arc<Discord>, mut outbound: Subscription) {
     tokio::spawn(async move {
-        let mut workers: HashMap<i64, mpsc::UnboundedSender<Work>> = HashMap::new();
+        let mut workers: HashMap<i64, Arc<Mailbox>> = HashMap::new();
         let audit = spawn_audit(Arc::clone(&discord));
+        let private = spawn_private(Arc::clone(&discord));
         while let Some(message) = outbound.recv().await {
-            match message {
-                Outbound::Operation {
-                    op_id,
-                    channel,
-                    reply,
-                    ..
-                } => hand_to_worker(&discord, &mut workers, op_id, &channel, Work::Reply(reply)),
-                Outbound::Detail {
-                    op_id,
-                    channel,
-                    text,
-                    ..
-                } => hand_to_worker(&discord, &mut workers, op_id, &channel, Work::Detail(text)),
-                Outbound::Ephemeral {
-                    channel,
-                    user_id,
-                    reply,
-                    ..
-                } => {
-                    let discord = Arc::clone(&discord);
-                    tokio::spawn(async move {
-                        send_private(&discord, &channel, &user_id, &reply).await
-                    });
+            match &message {
+                Outbound::Operation { op_id, channel, .. }
+                | Outbound::Detail { op_id, channel, .. } => {
+                    let (op_id, channel) = (*op_id, channel.clone());
+                    hand_to_worker(&discord, &mut workers, op_id, &channel, message);
                 }
-                Outbound::Audit { channel, text, .. } => {
-                    let _ = audit.send((channel, text));
+                Outbound::Ephemeral { .. } => {
+                    private.push(message);
+                }
+                Outbound::Audit { .. } => {
+                    audit.push(message);
                 }
             }
         }
     });
 }
 
-enum Work {
-    Reply(Reply),
-    Detail(String),
-}
-
+/// Gives an operation's message or detail to its worker, starting one when
+/// there is none (or the last one stopped).
 fn hand_to_worker(
     discord: &Arc<Discord>,
-    workers: &mut HashMap<i64, mpsc::UnboundedSender<Work>>,
+    workers: &mut HashMap<i64, Arc<Mailbox>>,
     op_id: i64,
     channel: &str,
-    work: Work,
+    message: Outbound,
 ) {
-    workers.retain(|_, worker| !worker.is_closed());
-    let work = match workers.get(&op_id) {
-        Some(worker) => match worker.send(work) {
-            Ok(()) => return,
-            Err(mpsc::error::SendError(work)) => work,
-        },
-        None => work,
-    };
-    let (sender, inbox) = mpsc::unbounded_channel();
-    let _ = sender.send(work);
-    workers.insert(op_id, sender);
+    workers.retain(|_, inbox| !inbox.is_closed());
+    if let Some(inbox) = workers.get(&op_id)
+        && inbox.push(message.clone())
+    {
+        return;
+    }
+    let inbox = Mailbox::new();
+    inbox.push(message);
+    workers.insert(op_id, Arc::clone(&inbox));
     let worker = Worker {
         discord: Arc::clone(discord),
         op_id,
@@ -139,19 +127,36 @@ struct MessageRef {
 }
 
 /// Work collected while the worker was busy: only the newest reply counts,
-/// every detail is kept in order.
+/// details are kept in order up to a limit, and the rest are counted.
 #[derive(Default)]
 struct Batch {
     reply: Option<Reply>,
     details: Vec<String>,
+    dropped: usize,
 }
 
 impl Batch {
-    fn add(&mut self, work: Work) {
-        match work {
-            Work::Reply(reply) => self.reply = Some(reply),
-            Work::Detail(text) => self.details.push(text),
+    fn add(&mut self, message: Outbound) {
+        match message {
+            Outbound::Operation { reply, .. } => self.reply = Some(reply),
+            Outbound::Detail { text, .. } if self.details.len() < queue::DETAIL_LIMIT => {
+                self.details.push(text);
+            }
+            Outbound::Detail { .. } => self.dropped += 1,
+            Outbound::Ephemeral { .. } | Outbound::Audit { .. } => {}
         }
+    }
+
+    /// The details to post, with a note of how many were dropped.
+    fn take_details(&mut self) -> Vec<String> {
+        let mut details = std::mem::take(&mut self.details);
+        let dropped = std::mem::take(&mut self.dropped);
+        if dropped > 0 {
+            details.push(format!(
+                "… {dropped} more line(s) of output not posted: chat could not keep up"
+            ));
+        }
+        details
     }
 }
 
@@ -159,7 +164,8 @@ struct Worker {
     discord: Arc<Discord>,
     op_id: i64,
     channel: String,
-    inbox: mpsc::UnboundedReceiver<Work>,
+    /// Bounded: the newest state and a limited number of details wait.
+    inbox: Arc<Mailbox>,
     target: Target,
     /// The newest version shown, for moving it to a channel message.
     shown: Option<Reply>,
@@ -172,8 +178,9 @@ impl Worker {
         loop {
             let token_deadline = self.token_deadline();
             let far = Instant::now() + IDLE_STOP;
+            let inbox = Arc::clone(&self.inbox);
             let work = tokio::select! {
-                work = self.inbox.recv() => match work {
+                work = inbox.pop() => match work {
                     Some(work) => work,
                     None => return,
                 },
@@ -181,17 +188,22 @@ impl Worker {
                     self.leave_interaction().await;
                     continue;
                 }
-                () = tokio::time::sleep(IDLE_STOP), if token_deadline.is_none() => return,
+                () = tokio::time::sleep(IDLE_STOP), if token_deadline.is_none() => {
+                    if self.inbox.close_if_empty() {
+                        return;
+                    }
+                    continue;
+                }
             };
             let mut batch = Batch::default();
             batch.add(work);
-            while let Ok(work) = self.inbox.try_recv() {
+            while let Some(work) = self.inbox.try_pop() {
                 batch.add(work);
             }
             if let Some(reply) = batch.reply.take() {
                 self.show(reply, &mut batch).await;
             }
-            for text in std::mem::take(&mut batch.details) {
+            for text in batch.take_details() {
                 self.post_detail(&text).await;
             }
         }
@@ -235,7 +247,7 @@ impl Worker {
             tracing::warn!(platform = "discord", op_id = self.op_id, error = %error, "retrying the operation's message");
             let wake = Instant::now() + wait_before_retry(&error, attempt);
             loop {
-                match tokio::time::timeout_at(wake, self.inbox.recv()).await {
+                match tokio::time::timeout_at(wake, self.inbox.pop()).await {
                     Ok(Some(work)) => batch.add(work),
                     Ok(None) => {
                         tokio::time::sleep_until(wake).await;
@@ -395,8 +407,8 @@ impl Worker {
             op_id = self.op_id,
             "operation continues in a channel message"
         );
-        for work in std::mem::take(&mut batch.details) {
-            self.post_detail(&work).await;
+        for text in batch.take_details() {
+            self.post_detail(&text).await;
         }
         if let Some(newer) = batch.reply.take() {
             self.show(newer, &mut Batch::default()).await;
@@ -513,11 +525,16 @@ async fn send_private(discord: &Discord, channel: &str, user_id: &str, reply: &R
     }
 }
 
-/// Posts audit lines one at a time, so they keep their order.
-fn spawn_audit(discord: Arc<Discord>) -> mpsc::UnboundedSender<(String, String)> {
-    let (sender, mut lines) = mpsc::unbounded_channel::<(String, String)>();
+/// Posts audit lines one at a time, so they keep their order. Lines wait
+/// in a bounded queue; beyond its limit they are counted into one note.
+fn spawn_audit(discord: Arc<Discord>) -> Arc<Mailbox> {
+    let lines = Mailbox::new();
+    let waiting = Arc::clone(&lines);
     tokio::spawn(async move {
-        while let Some((channel, text)) = lines.recv().await {
+        while let Some(message) = waiting.pop().await {
+            let Outbound::Audit { channel, text, .. } = message else {
+                continue;
+            };
             let result =
                 post_in_channel(&discord.rest, &channel, &render::audit_message(&text)).await;
             if let Err(error) = result {
@@ -525,7 +542,37 @@ fn spawn_audit(discord: Arc<Discord>) -> mpsc::UnboundedSender<(String, String)>
             }
         }
     });
-    sender
+    lines
+}
+
+/// Sends private messages, at most [`PRIVATE_SENDS`] at once; the rest
+/// wait in a bounded queue (a few per person, then a counted note).
+fn spawn_private(discord: Arc<Discord>) -> Arc<Mailbox> {
+    let messages = Mailbox::new();
+    let waiting = Arc::clone(&messages);
+    tokio::spawn(async move {
+        let permits = Arc::new(tokio::sync::Semaphore::new(PRIVATE_SENDS));
+        while let Some(message) = waiting.pop().await {
+            let Outbound::Ephemeral {
+                channel,
+                user_id,
+                reply,
+                ..
+            } = message
+            else {
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            let discord = Arc::clone(&discord);
+            tokio::spawn(async move {
+                send_private(&discord, &channel, &user_id, &reply).await;
+                drop(permit);
+            });
+        }
+    });
+    messages
 }
 
 /// The id and channel of a message object Discord returned.

@@ -11,7 +11,9 @@
 //! Nothing is lost to a temporary failure: a lane whose call failed keeps
 //! its work and tries again with backoff, and for an operation only the
 //! newest version of the message is kept, so the latest edit is the one that
-//! eventually lands. Permanent failures (`channel_not_found`,
+//! eventually lands. Lanes are bounded like the outbox (`chat::queue`): while
+//! Slack is stalled, a lane keeps at most its limit of details, audit lines
+//! or private messages and counts the rest into one note. Permanent failures (`channel_not_found`,
 //! `not_in_channel`, ...) are logged with the method and Slack's error code
 //! and dropped, since no retry can fix them.
 
@@ -19,14 +21,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Context;
 use super::render::{render, render_detail, render_text};
 use super::web::WebError;
-use crate::chat::approval;
-use crate::chat::{Outbound, Reply};
+use crate::chat::{Outbound, Reply, Subscription};
+use crate::chat::{approval, queue};
 use crate::names::Platform;
 
 /// The first wait before a lane retries failed work; it doubles per failure.
@@ -44,26 +45,24 @@ pub struct Delivery {
 
 /// Passes the flow's messages on, noting when the last one came, so
 /// `is_idle` knows whether the coalescer may still hold an edit.
-pub fn tap(
-    context: Arc<Context>,
-    mut outbound: mpsc::UnboundedReceiver<Outbound>,
-) -> mpsc::UnboundedReceiver<Outbound> {
-    let (sender, receiver) = mpsc::unbounded_channel();
+pub fn tap(context: Arc<Context>, mut outbound: Subscription) -> Subscription {
+    let (sender, receiver) = Subscription::pair();
     tokio::spawn(async move {
         while let Some(message) = outbound.recv().await {
             if let Ok(mut last_received) = context.delivery.last_received.lock() {
                 *last_received = Some(Instant::now());
             }
-            if sender.send(message).is_err() {
+            if !sender.push(message) {
                 return;
             }
         }
+        sender.close();
     });
     receiver
 }
 
 /// Starts delivering what `outbound` carries.
-pub fn start(context: Arc<Context>, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+pub fn start(context: Arc<Context>, mut outbound: Subscription) {
     tokio::spawn(async move {
         while let Some(message) = outbound.recv().await {
             enqueue(&context, message);
@@ -120,6 +119,9 @@ struct Lane {
     message: Option<(String, String)>,
     /// Whether a job is delivering this lane; it removes the lane when done.
     running: bool,
+    /// Messages dropped because the lane was full, and the last of them,
+    /// which the note that counts them is addressed like.
+    dropped: Option<(usize, Item)>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,11 +199,14 @@ fn enqueue(context: &Arc<Context>, message: Outbound) {
         let Ok(mut lanes) = context.delivery.lanes.lock() else {
             return;
         };
+        let queued: usize = lanes.values().map(|lane| lane.queue.len()).sum();
         let lane = lanes.entry(key.clone()).or_default();
         if edit.is_some() {
             lane.edit = edit;
         }
-        lane.queue.extend(item);
+        if let Some(item) = item {
+            lane.push(&key, item, queued);
+        }
         !std::mem::replace(&mut lane.running, true)
     };
     if start_job {
@@ -224,16 +229,71 @@ async fn run_lane(context: Arc<Context>, key: LaneKey) {
     }
 }
 
+impl Lane {
+    /// Queues `item` unless the lane (or all lanes together, `queued`
+    /// items) is full; then it is counted for a note instead.
+    fn push(&mut self, key: &LaneKey, item: Item, queued: usize) {
+        let limit = match key {
+            LaneKey::Operation(_) => queue::DETAIL_LIMIT,
+            LaneKey::Audit(_) => queue::AUDIT_LIMIT,
+            LaneKey::Person { .. } => queue::EPHEMERAL_LIMIT,
+        };
+        if self.queue.len() < limit && queued < queue::TOTAL_LIMIT {
+            self.queue.push_back(item);
+            return;
+        }
+        let dropped = self.dropped.take().map_or(0, |(count, _)| count) + 1;
+        if dropped == 1 {
+            tracing::warn!(
+                platform = "slack",
+                "Slack is not keeping up; dropping messages beyond the queue's limit"
+            );
+        }
+        self.dropped = Some((dropped, item));
+    }
+}
+
+/// The item that says how many like `last` were dropped.
+fn drop_note(dropped: usize, last: Item) -> Item {
+    match last {
+        Item::Detail { channel, .. } => Item::Detail {
+            channel,
+            text: format!("… {dropped} more line(s) of output not posted: chat could not keep up"),
+        },
+        Item::Audit { channel, .. } => Item::Audit {
+            channel,
+            text: format!(
+                "… {dropped} audit line(s) not posted here: chat could not keep up; `deckhand audit list` has every entry"
+            ),
+        },
+        Item::Ephemeral {
+            channel, user_id, ..
+        } => Item::Ephemeral {
+            channel,
+            user_id,
+            reply: Reply::new(
+                "Deckhand",
+                crate::chat::Tone::Warning,
+                format!("… {dropped} message(s) to you not posted: chat could not keep up"),
+            ),
+        },
+    }
+}
+
 fn take_work(context: &Context, key: &LaneKey) -> Option<Work> {
     let mut lanes = context.delivery.lanes.lock().ok()?;
     let lane = lanes.get_mut(key)?;
-    if lane.edit.is_none() && lane.queue.is_empty() {
+    if lane.edit.is_none() && lane.queue.is_empty() && lane.dropped.is_none() {
         lanes.remove(key);
         return None;
     }
+    let mut items = std::mem::take(&mut lane.queue);
+    if let Some((dropped, last)) = lane.dropped.take() {
+        items.push_back(drop_note(dropped, last));
+    }
     Some(Work {
         edit: lane.edit.take(),
-        items: std::mem::take(&mut lane.queue),
+        items,
         message: lane.message.clone(),
     })
 }

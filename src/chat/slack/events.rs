@@ -231,3 +231,86 @@ mod tests {
         }
     }
 }
+
+/// Property tests of what the endpoints decode, after the signature check
+/// let a body through: form fields, slash commands, interaction payloads
+/// and Events API envelopes never panic on any bytes, and the documented
+/// payloads decode.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/slack")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    /// A fixture with bytes changed, cut or added.
+    fn mutated(name: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        let original = fixture(name);
+        proptest::collection::vec((any::<usize>(), any::<u8>(), 0_u8..3), 1..8).prop_map(
+            move |edits| {
+                let mut bytes = original.clone();
+                for (at, byte, kind) in edits {
+                    let index = at % bytes.len().max(1);
+                    match kind {
+                        0 if !bytes.is_empty() => bytes[index] = byte,
+                        1 => bytes.truncate(index),
+                        _ => bytes.insert(index.min(bytes.len()), byte),
+                    }
+                }
+                bytes
+            },
+        )
+    }
+
+    fn decode_everything(body: &[u8]) {
+        let form = form_fields(body);
+        let _ = command_event(&form);
+        if let Some(payload) = field(&form, "payload") {
+            let _ = serde_json::from_str::<sm::SlackInteractionEvent>(payload);
+        }
+        let _ = serde_json::from_slice::<sm::SlackPushEvent>(body);
+    }
+
+    #[test]
+    fn the_documented_payloads_decode() {
+        for name in [
+            "slash_command_deploy.form",
+            "slash_command_rollback.form",
+            "slash_command_deploy_enterprise.form",
+        ] {
+            let form = form_fields(&fixture(name));
+            assert!(command_event(&form).is_ok(), "{name}");
+        }
+        let form = form_fields(&fixture("interaction_block_actions_approve.form"));
+        let payload = field(&form, "payload").expect("a payload field");
+        assert!(serde_json::from_str::<sm::SlackInteractionEvent>(payload).is_ok());
+        for name in ["event_reaction_added.json", "event_url_verification.json"] {
+            assert!(
+                serde_json::from_slice::<sm::SlackPushEvent>(&fixture(name)).is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_decodes_or_is_refused_without_panicking(
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..400),
+                mutated("slash_command_deploy.form"),
+                mutated("interaction_block_actions_approve.form"),
+                mutated("event_reaction_added.json"),
+            ]
+        ) {
+            decode_everything(&body);
+        }
+    }
+}

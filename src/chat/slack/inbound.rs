@@ -181,7 +181,7 @@ async fn command(context: &Context, event: sm::SlackCommandEvent) {
         delivery_id: Some(format!("command:{}", event.trigger_id)),
         groups,
     };
-    match flow::handle_request(&context.app, request).await {
+    match flow::handle_request(&context.app, request).await.redacted() {
         Answer::Accepted { op_id } => {
             tracing::debug!(op_id, platform = "slack", "slash command accepted");
         }

@@ -1,5 +1,7 @@
 //! `/logs ENV SERVICE [--tail N] [--since 10m] [--grep TEXT]`: the tail of a
 //! service's logs with secrets redacted, truncated with a note when long.
+//! `--grep` filters the redacted text, so neither the lines shown nor their
+//! count reveal anything about a redacted value.
 
 use crate::app::App;
 use crate::docker::LogQuery;
@@ -40,8 +42,11 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
             .logs(&container.id, LogQuery { tail, since })
             .await
             .map_err(|error| ExecError::Failed(error.to_string()))?;
-        for line in logged {
-            if grep.is_some_and(|needle| !line.text.contains(needle)) {
+        // Redact first, then filter: a filter on the raw text would say
+        // whether a secret contains what was typed, one guess at a time.
+        let redacted = crate::secret::redact_lines(logged.iter().map(|line| line.text.as_str()));
+        for text in redacted {
+            if grep.is_some_and(|needle| !text.contains(needle)) {
                 continue;
             }
             let prefix = if containers.len() > 1 {
@@ -49,7 +54,7 @@ pub async fn run(app: &App, input: &OperationInput<'_>) -> Result<StepOutcome, E
             } else {
                 String::new()
             };
-            lines.push(format!("{prefix}{}", crate::secret::redact(&line.text)));
+            lines.push(format!("{prefix}{text}"));
         }
     }
     let total = lines.len();
