@@ -417,7 +417,9 @@ fn the_database_password_is_not_rotated_without_a_state_key() {
     let output = child.wait_with_output().expect("runs");
     let text = stdout(&output);
     assert!(
-        text.contains("cannot rotate the database password: DECKHAND_STATE_KEY is not set"),
+        text.contains(
+            "the database password was not rotated, because DECKHAND_STATE_KEY is not set"
+        ),
         "{text}"
     );
     assert!(text.contains("openssl rand -base64 32"), "{text}");

@@ -123,7 +123,7 @@ pub fn describe(input: &OperationInput<'_>, plan: &mut Plan) -> Result<(), ExecE
             );
             if let Err(error) = StateKey::from_env() {
                 return Err(ExecError::Failed(format!(
-                    "cannot rotate the database password: {error} — nothing was changed"
+                    "the database password was not rotated, because {error} — nothing was changed"
                 )));
             }
         }
@@ -202,7 +202,7 @@ impl<'a> Rotation<'a> {
                     .ok_or_else(|| not_configured(environment, "db-password"))?;
                 let key = StateKey::from_env().map_err(|error| {
                     ExecError::Failed(format!(
-                        "cannot rotate the database password: {error} — nothing was changed"
+                        "the database password was not rotated, because {error} — nothing was changed"
                     ))
                 })?;
                 Ok(Rotation::DbPassword(Box::new(

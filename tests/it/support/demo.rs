@@ -161,8 +161,8 @@ impl DemoEnv {
         // A started nginx may still be making its first certificate; tests
         // begin once every stack's proxy answers (it starts serving only
         // after its entrypoint made the certificate).
-        for mapping in &ports {
-            let url = format!("http://127.0.0.1:{}/health", mapping[&18080]);
+        for (mapping, (_, offset, _)) in ports.iter().zip(&shipped) {
+            let url = format!("http://127.0.0.1:{}/health", mapping[&(18080 + offset)]);
             super::docker::eventually(
                 "the demo's nginx to answer",
                 std::time::Duration::from_secs(120),
