@@ -663,7 +663,7 @@ async fn a_deckhand_killed_during_a_slow_stop_recovers_on_its_next_start() {
         .replace(
             "[environments.staging.services.backend]\nimage = \"deckhand-demo/tasktracker-backend:{ref}\"\nurl = \"http://127.0.0.1:13000\"\nhealth = [\"/health\", \"/health/ready\", \"/health/live\"]",
             &format!("[environments.staging.services.backend]\nimage = \"deckhand-demo/tasktracker-backend:{{ref}}\"\ncontainer = \"{name}\""),
-        ) + "\n[operations]\nlease_renew = \"200ms\"\nlease_expiry = \"1s\"\n"
+        ) + "\n[operations]\nlease_renew = \"250ms\"\nlease_expiry = \"3s\"\n"
     });
 
     let mut events = docker.raw.events(Some(

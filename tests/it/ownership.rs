@@ -21,7 +21,7 @@ use crate::support::workspace::{CommandsCopy, Workspace, console_request, stdout
 use crate::support::{DEADLINE, wait_for};
 
 /// Leases short enough that a takeover happens within a test.
-const SHORT_LEASES: &str = "\n[operations]\nlease_renew = \"200ms\"\nlease_expiry = \"1s\"\n";
+const SHORT_LEASES: &str = "\n[operations]\nlease_renew = \"250ms\"\nlease_expiry = \"3s\"\n";
 
 /// The shipped deploy with a slow step after the replacement (a one-off
 /// container on the new image that sleeps), so a test can act while a

@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deckhand::app::App;
 use deckhand::policy::OpState;
@@ -185,7 +185,7 @@ async fn replicas_on_postgres_run_each_command_once_hand_approvals_over_and_take
                 "listen = \"127.0.0.1:8088\"",
                 &format!("listen = \"127.0.0.1:{port_a}\""),
             );
-        format!("{text}\n[operations]\nlease_renew = \"300ms\"\nlease_expiry = \"2s\"\n")
+        format!("{text}\n[operations]\nlease_renew = \"250ms\"\nlease_expiry = \"3s\"\n")
     })
     .await;
     let config_a = demo.workspace.config_path();
@@ -299,8 +299,14 @@ async fn replicas_on_postgres_run_each_command_once_hand_approvals_over_and_take
     })
     .await;
     assert!(replica_a.owns(&running));
-    let killed_at = Instant::now();
     replica_a.kill();
+    let last_lease = app
+        .store
+        .operation(running.id)
+        .await
+        .expect("the store answers")
+        .and_then(|operation| operation.lease_until)
+        .expect("a lease");
     let taken = eventually(
         "B to take the deploy over",
         Duration::from_secs(60),
@@ -312,9 +318,19 @@ async fn replicas_on_postgres_run_each_command_once_hand_approvals_over_and_take
     .await;
     assert_eq!(taken.state, OpState::Interrupted, "{:?}", taken.outcome);
     assert!(replica_b.owns(&taken), "{:?}", taken.owner);
+    let taken_over_at = app
+        .store
+        .audit_entries(Some("staging"), 100)
+        .await
+        .expect("audit")
+        .into_iter()
+        .find(|entry| entry.entry.op_id == running.id && entry.entry.event == "taken-over")
+        .expect("the takeover is audited")
+        .entry
+        .at;
     assert!(
-        killed_at.elapsed() >= Duration::from_secs(1),
-        "not before the lease could lapse"
+        taken_over_at >= last_lease,
+        "not before the dead owner's lease lapsed: {taken_over_at} < {last_lease}"
     );
     let outcome = taken.outcome.clone().unwrap_or_default();
     assert!(outcome.contains("kept on the new version"), "{outcome}");
