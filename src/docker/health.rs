@@ -191,7 +191,7 @@ impl DockerHost {
             return Ok(Some(HealthOutcome::Exited {
                 exit_code: info.state.exit_code,
                 oom_killed: info.state.oom_killed,
-                last_lines: self.last_lines(container).await?,
+                last_lines: self.last_lines_or_why(container).await,
             }));
         }
         let outcome = match (info.state.running, info.health.status) {
@@ -204,7 +204,7 @@ impl DockerHost {
             (true, HealthStatus::Unhealthy) => Some(HealthOutcome::Unhealthy {
                 elapsed: started.elapsed(),
                 last_output: info.health.last_output.clone(),
-                last_lines: self.last_lines(container).await?,
+                last_lines: self.last_lines_or_why(container).await,
             }),
             _ => None,
         };

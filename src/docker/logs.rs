@@ -86,6 +86,15 @@ impl DockerHost {
         let lines = self.logs(container, query).await?;
         Ok(lines.into_iter().map(|line| line.text).collect())
     }
+
+    /// Like `last_lines`, for a report about something else (a health
+    /// outcome): when the logs cannot be read, one line saying so instead
+    /// of failing the report.
+    pub(super) async fn last_lines_or_why(&self, container: &str) -> Vec<String> {
+        self.last_lines(container)
+            .await
+            .unwrap_or_else(|error| vec![format!("(its logs could not be read: {error})")])
+    }
 }
 
 /// Splits one chunk of multiplexed output into timestamped lines.

@@ -27,6 +27,8 @@ const POLL: Duration = Duration::from_millis(250);
 /// leases are looked for at every poll, so a takeover follows a lapse
 /// closely).
 const SWEEP: Duration = Duration::from_secs(1);
+/// How often what earlier recoveries could not settle is tried again.
+const RESETTLE: Duration = Duration::from_secs(30);
 /// How often old deliveries are forgotten.
 const PRUNE: Duration = Duration::from_secs(3600);
 
@@ -79,6 +81,7 @@ pub async fn sweep_once(app: &Arc<App>) {
     start_owned_approved(app).await;
     expire_due(app).await;
     lapse_holds(app).await;
+    settle_leftover_intents(app).await;
     events::publish_pending(app).await;
 }
 
@@ -96,6 +99,7 @@ async fn run_loop(app: Arc<App>) {
     let mut shutdown = app.shutdown_signal();
     let renew_every = app.config.operations.lease_renew;
     let (mut renewed, mut swept, mut pruned) = (Instant::now(), Instant::now(), Instant::now());
+    let mut resettled = Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
@@ -114,6 +118,10 @@ async fn run_loop(app: Arc<App>) {
             expire_due(&app).await;
             lapse_holds(&app).await;
             swept = Instant::now();
+        }
+        if resettled.elapsed() >= RESETTLE {
+            settle_leftover_intents(&app).await;
+            resettled = Instant::now();
         }
         if pruned.elapsed() >= PRUNE {
             prune_deliveries(&app).await;
@@ -211,6 +219,43 @@ async fn settle_own_orphans(app: &App) {
             exec::settle_orphan(app, &operation).await;
         }
     }
+}
+
+/// Finished operations whose recovery left something unsettled (a host
+/// that did not answer then): settled again by their owner, or by whoever
+/// takes them over once its lease lapsed, so a half-done replacement never
+/// stays behind to block the next one.
+async fn settle_leftover_intents(app: &App) {
+    if !app.holds_leases() {
+        return;
+    }
+    let Ok(op_ids) = app.store.finished_with_intents().await else {
+        return;
+    };
+    for op_id in op_ids {
+        let Ok(Some(operation)) = app.store.operation(op_id).await else {
+            continue;
+        };
+        let mine = operation.owner.as_deref() == Some(app.instance.as_str());
+        if !mine && !take_over_finished(app, &operation).await {
+            continue;
+        }
+        let lines = exec::settle_interrupted(app, &operation).await;
+        if !lines.is_empty() {
+            tracing::warn!(op_id, settled = %lines.join("; "), "settled what an earlier recovery left");
+        }
+    }
+}
+
+/// Makes a finished operation this process's, once its owner's lease lapsed.
+async fn take_over_finished(app: &App, operation: &OperationRecord) -> bool {
+    let lapsed = operation.lease_until.is_none_or(|until| until < app.now());
+    lapsed
+        && app
+            .store
+            .take_over(operation, &app.lease())
+            .await
+            .unwrap_or(false)
 }
 
 /// Approved operations this process owns that none of its tasks runs:

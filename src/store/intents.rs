@@ -100,6 +100,22 @@ impl Store {
         rows.iter().map(read_intent).collect()
     }
 
+    /// Finished operations that still have open intents: a recovery that
+    /// could not settle everything (a host that did not answer), to be
+    /// settled again later.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn finished_with_intents(&self) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT step_intents.op_id FROM step_intents JOIN operations ON operations.id = step_intents.op_id \
+             WHERE operations.state NOT IN ('pending', 'approved', 'running') ORDER BY step_intents.op_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("looking for unsettled intents"))
+    }
+
     /// Removes one settled intent.
     ///
     /// # Errors

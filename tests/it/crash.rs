@@ -244,6 +244,43 @@ async fn a_replacement_killed_at_any_stage_leaves_the_old_or_the_new_version_run
 }
 
 #[tokio::test]
+async fn what_a_recovery_could_not_settle_is_settled_by_a_later_sweep() {
+    let demo = DemoEnv::start("crash_resettle").await;
+    let app = demo.workspace.app().await;
+    let operation = running_operation(&app, "/deploy staging v2", &change(V1, V2)).await;
+    // Stopped and renamed aside, then the process died; the recovery that
+    // marked it interrupted could not reach the host, so its intent stayed.
+    assert!(
+        !run_stages(&app, &operation, RECREATE_STEP, 2)
+            .await
+            .expect("stages run")
+    );
+    sqlx::query("UPDATE operations SET state = 'interrupted' WHERE id = $1")
+        .bind(operation.id)
+        .execute(app.store.pool())
+        .await
+        .expect("finished");
+    assert_eq!(
+        app.store.finished_with_intents().await.expect("store"),
+        vec![operation.id]
+    );
+    // The next sweep of any process settles it: the old version runs again
+    // and nothing is left to block the next replacement.
+    deckhand::flow::sweep_once(&app).await;
+    assert!(
+        app.store
+            .intents(operation.id)
+            .await
+            .expect("journal")
+            .is_empty()
+    );
+    assert_eq!(backend_settled(&demo).await, V1);
+    let next = running_operation(&app, "/deploy staging v2", &change(V1, V2)).await;
+    let summary = run_to_end(&app, &next, RECREATE_STEP).await;
+    assert!(summary.contains("1 container(s)"), "{summary}");
+}
+
+#[tokio::test]
 async fn the_one_off_container_of_an_interrupted_migration_is_removed() {
     let demo = DemoEnv::start("crash_oneoff").await;
     let app = demo.workspace.app().await;
