@@ -255,6 +255,15 @@ async fn publish_record(app: &App, operation: OperationRecord) {
     if !may_publish(app, &operation) {
         return;
     }
+    // A read-only report appears when it starts running; a queued state
+    // would only be noise.
+    let read_only = app
+        .catalog
+        .get(&operation.command)
+        .is_some_and(|spec| !spec.mutating);
+    if read_only && operation.state == crate::policy::OpState::Approved {
+        return;
+    }
     let op_id = operation.id;
     let loaded = async {
         let steps = app.store.steps(op_id).await?;
